@@ -1,0 +1,198 @@
+"""``lambda_hat.sample``: the one entry point. Validates input, builds the posterior, runs the
+chosen kernel's jitted program (compile and run timed separately), and assembles LLCResult."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lambda_hat.diagnostics import RHAT_WARN, llc_statistics
+from lambda_hat.kernels import KernelOutput, KernelSpec, get_kernel
+from lambda_hat.kernels.base import positive_int
+from lambda_hat.posterior import LocalPosterior
+from lambda_hat.result import LLCResult
+
+_COMPILED: dict[Any, Any] = {}
+_COMPILED_MAX = 64
+
+
+class LLCWarning(UserWarning):
+    """A problem with an LLC run that the user should look at (the result is still returned)."""
+
+
+def as_key(key: Any) -> jax.Array:
+    """An int seed, a typed JAX key, or a legacy uint32[2] PRNGKey -> typed key."""
+    if isinstance(key, bool):
+        raise TypeError(f"key: expected an int seed or a JAX PRNG key, got {key!r}")
+    if isinstance(key, (int, np.integer)):
+        if key < 0:
+            raise ValueError(f"key: expected a non-negative int seed, got {key}")
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            if key.shape != ():
+                raise ValueError(f"key: expected a single key (shape ()), got shape {key.shape}")
+            return key
+        if key.dtype == jnp.uint32 and key.shape == (2,):
+            return jax.random.wrap_key_data(key)
+    raise TypeError(
+        f"key: expected an int seed or a JAX PRNG key (jax.random.key(seed)), got {type(key).__name__}"
+        + (f" with dtype {key.dtype} and shape {key.shape}" if hasattr(key, "dtype") else "")
+    )
+
+
+def _merge_options(spec: KernelSpec, given: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(given) - set(spec.options))
+    if unknown:
+        raise ValueError(
+            f"{unknown[0]}: not an option of kernel {spec.name!r}; "
+            f"it accepts {sorted(spec.options) or 'no options'}"
+            + (f" (unknown: {unknown})" if len(unknown) > 1 else "")
+        )
+    return spec.check_options({**spec.options, **given})
+
+
+def _compiled_run(spec: KernelSpec, key: jax.Array, posterior: LocalPosterior, static: dict[str, Any]):
+    """AOT-compile the kernel's run for these shapes and settings, cached across calls."""
+    leaves, treedef = jax.tree.flatten(posterior)
+    avals = tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
+    cache_key = (spec.name, tuple(sorted(static.items())), treedef, avals)
+    if cache_key in _COMPILED:
+        return _COMPILED[cache_key], 0.0
+    fn = jax.jit(lambda k, p: spec.run(k, p, **static))
+    start = time.perf_counter()
+    compiled = fn.lower(key, posterior).compile()
+    elapsed = time.perf_counter() - start
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[cache_key] = compiled
+    return compiled, elapsed
+
+
+def sample(
+    loss_fn: Callable[[Any, Any], jax.Array],
+    params: Any,
+    data: Any,
+    *,
+    kernel: str = "sgld",
+    key: Any = 0,
+    num_chains: int = 4,
+    num_draws: int | None = None,
+    num_warmup: int | None = None,
+    beta: float | None = None,
+    nbeta: float | None = None,
+    gamma: float = 1.0,
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    **kernel_options: Any,
+) -> LLCResult:
+    """Estimate the local learning coefficient λ(w*) of ``params`` = w*.
+
+    Samples p(w) ∝ exp(−nβ (L_n(w) − L_n(w*)) − (γ/2)‖w − w*‖²) with ``kernel`` and returns
+    λ̂ = nβ·(E[L_n(w)] − L_n(w*)) over post-warmup draws, with its MCSE.
+
+    Args:
+        loss_fn: ``loss_fn(params, batch) -> scalar`` mean loss (negative log-likelihood) over the batch.
+        params: w*, a pytree of float arrays (flax params, a flat array, ...); cast to the run dtype.
+        data: a pytree of arrays with a shared leading axis of length n (float leaves cast to
+            the run dtype).
+        kernel: one of ``lambda_hat.KERNELS`` ("sgld", ...).
+        key: an int seed or a JAX PRNG key. The same key gives the same result.
+        num_chains: independent chains (run vectorized). Chain c uses fold_in(key, c), so adding
+            chains leaves the draws of existing chains unchanged.
+        num_draws, num_warmup: kept draws and dropped warmup/burn-in steps per chain (kernel
+            defaults when None).
+        beta / nbeta: inverse temperature β or nβ directly (default β = 1/log n); not both.
+        gamma: localization strength γ >= 0.
+        batch_size: minibatch size for stochastic-gradient kernels (None = full batch).
+        chunk_size: examples per chunk when evaluating the full-batch loss.
+        **kernel_options: options of the chosen kernel (e.g. ``step_size`` = ε for SGLD).
+    """
+    spec = get_kernel(kernel)
+    options = _merge_options(spec, kernel_options)
+    num_chains = positive_int("num_chains", num_chains)
+    num_draws = positive_int("num_draws", spec.default_num_draws if num_draws is None else num_draws, minimum=4)
+    num_warmup = positive_int("num_warmup", spec.default_num_warmup if num_warmup is None else num_warmup, minimum=0)
+    rng_key = as_key(key)
+    posterior = LocalPosterior(loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size)
+    if batch_size is not None:
+        if not spec.minibatch:
+            raise ValueError(
+                f"batch_size: kernel {spec.name!r} uses the full batch; leave batch_size=None "
+                "or choose a stochastic-gradient kernel"
+            )
+        batch_size = positive_int("batch_size", batch_size)
+        if batch_size > posterior.n:
+            raise ValueError(f"batch_size: expected 1 <= batch_size <= n = {posterior.n}, got {batch_size}")
+        if batch_size == posterior.n:
+            batch_size = None  # the full batch, exactly, without resampling
+    static = dict(num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size, **options)
+
+    compiled, compile_s = _compiled_run(spec, rng_key, posterior, static)
+    start = time.perf_counter()
+    out: KernelOutput = jax.block_until_ready(compiled(rng_key, posterior))
+    run_s = time.perf_counter() - start
+    grad_norm = float(jax.jit(LocalPosterior.loss_grad_norm_at_wstar)(posterior))
+
+    config = dict(
+        kernel=spec.name, key=repr(key), num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup,
+        beta=beta, nbeta=float(posterior.nbeta), gamma=float(posterior.gamma), batch_size=batch_size,
+        n=posterior.n, dim=posterior.dim, dtype=str(posterior.dtype), chunk_size=posterior.chunk_size, **options,
+    )
+    return _assemble(spec, posterior, out, config, compile_s, run_s, grad_norm)
+
+
+def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad_norm) -> LLCResult:
+    nbeta = float(posterior.nbeta)
+    loss_star = float(posterior.loss_at_wstar)
+    excess = np.asarray(out.excess_loss, dtype=np.float64)
+    llc_trace = nbeta * excess
+    diag = {k: np.asarray(v) for k, v in out.diagnostics.items()}
+    valid = np.all(np.isfinite(llc_trace), axis=1)
+    if "valid" in diag:
+        valid &= diag.pop("valid").astype(bool)
+    messages: list[str] = []
+    if not valid.any():
+        raise FloatingPointError(
+            f"kernel {spec.name!r}: every chain produced non-finite losses or diverged; "
+            "reduce the step size or check loss_fn near w*"
+        )
+    if not valid.all():
+        bad = np.flatnonzero(~valid).tolist()
+        messages.append(
+            f"chains {bad} produced non-finite losses or diverged and are excluded from λ̂ "
+            f"({int(valid.sum())} of {len(valid)} chains used)"
+        )
+    stats = llc_statistics(llc_trace[valid])
+    per_chain = np.full(len(valid), np.nan)
+    per_chain[valid] = stats["llc_per_chain"]
+    ess_per_chain = np.full(len(valid), np.nan)
+    ess_per_chain[valid] = stats["ess_per_chain"]
+    diagnostics = {
+        "ess": stats["ess"], "rhat": stats["rhat"], "ess_per_chain": ess_per_chain,
+        "llc_sd": stats["llc_sd"], "grad_norm_at_wstar": grad_norm, **diag,
+    }
+    if np.isfinite(stats["rhat"]) and stats["rhat"] > RHAT_WARN and valid.sum() > 1:
+        messages.append(f"R-hat of the λ̂ trace is {stats['rhat']:.3f} > {RHAT_WARN}: chains disagree; run longer")
+    if stats["llc"] < 0:
+        messages.append(
+            f"λ̂ = {stats['llc']:.3g} < 0: draws fall below L_n(w*), so w* is not a local minimum "
+            "of the loss (train further or check w*)"
+        )
+    for message in messages:
+        warnings.warn(message, LLCWarning, stacklevel=3)
+    return LLCResult(
+        llc=stats["llc"], llc_se=stats["llc_se"], llc_per_chain=per_chain,
+        loss_trace=loss_star + excess, llc_trace=llc_trace, loss_at_wstar=loss_star,
+        nbeta=nbeta, gamma=float(posterior.gamma), kernel=spec.name, config=config,
+        diagnostics=diagnostics,
+        timings={"compile_s": compile_s, "run_s": run_s, "total_s": compile_s + run_s},
+        grad_evals=int(np.sum(np.asarray(out.grad_evals))), data_passes=float(np.sum(np.asarray(out.data_passes))),
+        valid_chains=valid, warnings=messages,
+        extra={k: np.asarray(v) for k, v in out.extra.items()},
+    )

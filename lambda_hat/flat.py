@@ -1,0 +1,66 @@
+"""Flat-vector view of a parameter pytree.
+
+Samplers work on a flat vector w ∈ R^d in ``jax.flatten_util.ravel_pytree`` order. Unlike
+``ravel_pytree``, :class:`FlatSpec` is hashable and comparable, so a posterior that carries it
+as static metadata hits JAX's compilation cache on a second call with the same shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class FlatSpec(NamedTuple):
+    """Tree structure, leaf shapes and leaf dtypes of a parameter pytree (hashable)."""
+
+    treedef: Any
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return int(sum(math.prod(s) for s in self.shapes))
+
+    def unravel(self, flat: jax.Array) -> Any:
+        """Flat vector (d,) -> pytree with the original shapes, in the flat vector's dtype."""
+        leaves, start = [], 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            leaves.append(jnp.reshape(flat[start : start + size], shape))
+            start += size
+        return jax.tree.unflatten(self.treedef, leaves)
+
+
+def float_dtype() -> jnp.dtype:
+    """The run dtype: float64 when JAX_ENABLE_X64 is on, otherwise float32."""
+    return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+
+
+def ravel(params: Any, dtype: Any = None) -> tuple[jax.Array, FlatSpec]:
+    """Ravel a pytree of float arrays into (flat vector in ``dtype``, FlatSpec).
+
+    Raises TypeError naming ``params`` when a leaf is not a floating-point array.
+    """
+    dtype = jnp.dtype(dtype or float_dtype())
+    leaves, treedef = jax.tree.flatten(params)
+    if not leaves:
+        raise ValueError("params: expected a pytree with at least one float array, got an empty tree")
+    shapes, dtypes, flat = [], [], []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        arr = np.asarray(leaf) if not isinstance(leaf, jax.Array) else leaf
+        if not jnp.issubdtype(arr.dtype, jnp.floating):
+            raise TypeError(
+                f"params: every leaf must be a floating-point array; leaf "
+                f"{jax.tree_util.keystr(path) or '<root>'} has dtype {arr.dtype}. "
+                "Cast integer parameters to float first."
+            )
+        shapes.append(tuple(int(s) for s in arr.shape))
+        dtypes.append(str(arr.dtype))
+        flat.append(jnp.ravel(jnp.asarray(arr, dtype=dtype)))
+    spec = FlatSpec(treedef, tuple(shapes), tuple(dtypes))
+    return jnp.concatenate(flat), spec

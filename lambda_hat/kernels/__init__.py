@@ -1,0 +1,18 @@
+"""Kernel registry. Every BlackJAX call in lambda_hat lives in this package."""
+
+from __future__ import annotations
+
+from lambda_hat.kernels.base import KernelOutput, KernelSpec
+from lambda_hat.kernels.sgld import SGLD
+
+KERNELS: dict[str, KernelSpec] = {spec.name: spec for spec in (SGLD,)}
+
+
+def get_kernel(name: str) -> KernelSpec:
+    """The registered kernel called ``name`` (ValueError listing the choices otherwise)."""
+    if not isinstance(name, str) or name not in KERNELS:
+        raise ValueError(f"kernel: unknown kernel {name!r}; expected one of {sorted(KERNELS)}")
+    return KERNELS[name]
+
+
+__all__ = ["KERNELS", "KernelOutput", "KernelSpec", "get_kernel"]

@@ -1,0 +1,82 @@
+"""What every kernel provides to :func:`lambda_hat.sample`.
+
+A kernel is a :class:`KernelSpec`: its name, the options it accepts (with defaults), default
+draw counts, option checks, and ``run``. ``run`` is traced once inside ``jax.jit`` and must run
+all chains (vmapped) in one program; it returns a :class:`KernelOutput`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+
+
+class KernelOutput(NamedTuple):
+    """What a kernel's jitted run returns (all arrays, leading axis = chains).
+
+    excess_loss: (chains, draws) post-warmup estimates of L_n(w_t) − L_n(w*) (minibatch
+        estimates for stochastic-gradient kernels, exact full-batch values otherwise).
+    grad_evals: (chains,) number of log-density gradient evaluations, warmup and tuning included.
+    data_passes: (chains,) the same work in full-data passes (grad evals × batch size / n).
+    diagnostics: per-chain arrays, kernel specific (acceptance, divergences, tuned step sizes, ...).
+    extra: kernel-specific arrays that are not per-chain diagnostics (e.g. the ELBO trace).
+    """
+
+    excess_loss: jax.Array
+    grad_evals: jax.Array
+    data_passes: jax.Array
+    diagnostics: dict[str, jax.Array]
+    extra: dict[str, Any]
+
+
+def positive_float(name: str, value: Any) -> float:
+    """Check a strictly positive finite float option."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number > 0, got {value!r}") from None
+    if not (math.isfinite(out) and out > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+    return out
+
+
+def positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Check an integer option >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+        hasattr(value, "__index__")
+    ):
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    out = int(value)
+    if out < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return out
+
+
+def probability(name: str, value: Any) -> float:
+    out = positive_float(name, value)
+    if not out < 1:
+        raise ValueError(f"{name}: expected a number in (0, 1), got {value!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Registry entry for one kernel.
+
+    options: accepted keyword options and their defaults (None = tuned automatically).
+    check_options: validates and normalises the merged options (raise ValueError naming the option).
+    run: ``run(key, posterior, *, num_chains, num_draws, num_warmup, batch_size, **options)``.
+    minibatch: whether the kernel can use ``batch_size``; full-batch kernels reject it.
+    """
+
+    name: str
+    run: Callable[..., KernelOutput]
+    options: Mapping[str, Any]
+    default_num_draws: int
+    default_num_warmup: int
+    minibatch: bool
+    check_options: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda o: o)
+    description: str = ""

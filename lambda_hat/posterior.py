@@ -1,0 +1,243 @@
+"""The tempered, localized posterior at w*.
+
+    p(w) ∝ exp( −nβ · (L_n(w) − L_n(w*)) − (γ/2) · ‖w − w*‖² )
+
+L_n is the mean of the per-example loss over the n data points (``loss_fn(params, batch)``
+returns the mean over ``batch``). nβ is the inverse temperature times n: the default is
+β* = 1/log n (the WBIC temperature), so nβ = n / log n. Subtracting the constant L_n(w*)
+does not change p; it keeps log-densities small, which matters in float32.
+
+:class:`LocalPosterior` is a JAX pytree: w*, data, nβ, γ and L_n(w*) are leaves; the loss
+function, the parameter layout, n and the chunk size are static. Passing it into a jitted
+function therefore recompiles only when shapes, dtypes or the loss function change.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lambda_hat.flat import FlatSpec, float_dtype, ravel
+
+LossFn = Callable[[Any, Any], jax.Array]
+
+DEFAULT_CHUNK_SIZE = 8192
+
+
+def _leading_length(data: Any) -> int:
+    leaves_with_path = jax.tree_util.tree_flatten_with_path(data)[0]
+    if not leaves_with_path:
+        raise ValueError("data: expected a pytree of arrays sharing a leading axis of length n, got no arrays")
+    lengths = {}
+    for path, leaf in leaves_with_path:
+        shape = np.shape(leaf)
+        name = jax.tree_util.keystr(path) or "<root>"
+        if len(shape) == 0:
+            raise ValueError(f"data: leaf {name} is a scalar; every leaf needs a leading axis of length n")
+        lengths[name] = int(shape[0])
+    if len(set(lengths.values())) != 1:
+        detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
+        raise ValueError(f"data: all leaves must share the same leading length n, got {detail}")
+    return next(iter(lengths.values()))
+
+
+def _cast_data(data: Any, dtype: jnp.dtype) -> Any:
+    """Floating leaves -> run dtype; integer/bool leaves (labels, indices) kept as they are."""
+
+    def cast(path, leaf):
+        arr = jnp.asarray(leaf)
+        if jnp.issubdtype(arr.dtype, jnp.floating):
+            if not bool(jnp.all(jnp.isfinite(arr))):
+                raise ValueError(
+                    f"data: leaf {jax.tree_util.keystr(path) or '<root>'} contains NaN or Inf; "
+                    "expected finite values"
+                )
+            return arr.astype(dtype)
+        if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+            raise TypeError(f"data: leaf {jax.tree_util.keystr(path)} is complex; expected real arrays")
+        return arr
+
+    return jax.tree_util.tree_map_with_path(cast, data)
+
+
+def resolve_nbeta(n: int, beta: float | None, nbeta: float | None) -> float:
+    """nβ from either β or nβ (default β* = 1/log n). Giving both is an error."""
+    if beta is not None and nbeta is not None:
+        raise ValueError(f"beta and nbeta: give at most one of them, got beta={beta} and nbeta={nbeta}")
+    if nbeta is not None:
+        value = float(nbeta)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"nbeta: expected a finite number > 0, got {nbeta!r}")
+        return value
+    if beta is not None:
+        value = float(beta)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"beta: expected a finite number > 0, got {beta!r}")
+        return n * value
+    return n / math.log(n)
+
+
+@jax.tree_util.register_pytree_node_class
+class LocalPosterior:
+    """Tempered posterior localized at w*, on flat parameter vectors.
+
+    Args:
+        loss_fn: ``loss_fn(params, batch) -> scalar``, the mean loss over ``batch`` (mean
+            negative log-likelihood; plain MSE is the Gaussian NLL with σ² = 1/2 up to a constant).
+        params: w*, any pytree of float arrays. Cast to the run dtype.
+        data: any pytree of arrays sharing a leading axis of length n >= 2. Floating leaves are
+            cast to the run dtype.
+        beta: inverse temperature β (nβ = n·β). Default β* = 1/log n.
+        nbeta: nβ directly (what the literature reports). Give at most one of beta / nbeta.
+        gamma: localization strength γ >= 0.
+        chunk_size: the full-batch loss L_n is evaluated in chunks of this many examples so
+            memory stays bounded for large n.
+    """
+
+    def __init__(
+        self,
+        loss_fn: LossFn,
+        params: Any,
+        data: Any,
+        *,
+        beta: float | None = None,
+        nbeta: float | None = None,
+        gamma: float = 1.0,
+        chunk_size: int | None = None,
+    ) -> None:
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn: expected a callable loss_fn(params, batch) -> scalar, got {type(loss_fn).__name__}")
+        dtype = float_dtype()
+        if not all(bool(jnp.all(jnp.isfinite(jnp.asarray(x)))) for x in jax.tree.leaves(params)
+                   if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)):
+            raise ValueError("params: w* contains NaN or Inf; expected finite values")
+        w_star, spec = ravel(params, dtype)
+        n = _leading_length(data)
+        if n < 2:
+            raise ValueError(f"data: expected n >= 2 examples along the leading axis, got n={n}")
+        data = _cast_data(data, dtype)
+        gamma_value = float(gamma)
+        if not (math.isfinite(gamma_value) and gamma_value >= 0):
+            raise ValueError(f"gamma: expected a finite number >= 0, got {gamma!r}")
+        chunk = DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)
+        if chunk < 1:
+            raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
+        self.loss_fn = loss_fn
+        self.spec = spec
+        self.n = n
+        self.chunk_size = chunk
+        self.w_star = w_star
+        self.data = data
+        self.nbeta = jnp.asarray(resolve_nbeta(n, beta, nbeta), dtype)
+        self.gamma = jnp.asarray(gamma_value, dtype)
+        self._check_loss_output()
+        self.loss_at_wstar = jnp.asarray(0.0, dtype)
+        self.loss_at_wstar = jax.jit(type(self).full_loss)(self, w_star)
+        if not bool(jnp.isfinite(self.loss_at_wstar)):
+            raise ValueError(
+                f"loss_fn: the loss at w* (params) is {float(self.loss_at_wstar)}; expected a finite value"
+            )
+
+    # -- pytree protocol -------------------------------------------------------------
+    def tree_flatten(self):
+        children = (self.w_star, self.data, self.nbeta, self.gamma, self.loss_at_wstar)
+        aux = (self.loss_fn, self.spec, self.n, self.chunk_size)
+        return children, aux
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        obj.loss_fn, obj.spec, obj.n, obj.chunk_size = aux
+        obj.w_star, obj.data, obj.nbeta, obj.gamma, obj.loss_at_wstar = children
+        return obj
+
+    # -- basic quantities ------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """d, the number of sampled parameters."""
+        return self.spec.size
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        return self.w_star.dtype
+
+    def unravel(self, w: jax.Array) -> Any:
+        """Flat vector -> parameter pytree."""
+        return self.spec.unravel(w)
+
+    def _check_loss_output(self) -> None:
+        batch = jax.tree.map(lambda x: x[:2], self.data)
+        try:
+            out = jax.eval_shape(self.loss_fn, self.unravel(self.w_star), batch)
+        except Exception as err:  # re-raised with context
+            raise ValueError(
+                f"loss_fn: calling loss_fn(params, batch) on a batch of 2 examples failed: {err}"
+            ) from err
+        if not hasattr(out, "shape") or out.shape != ():
+            raise ValueError(
+                f"loss_fn: expected a scalar (the mean loss over the batch), got shape {getattr(out, 'shape', type(out))}"
+            )
+        if not jnp.issubdtype(out.dtype, jnp.floating):
+            raise ValueError(f"loss_fn: expected a floating-point scalar, got dtype {out.dtype}")
+
+    def batch_loss(self, w: jax.Array, batch: Any) -> jax.Array:
+        """Mean loss over ``batch`` at flat w, in the run dtype."""
+        return jnp.asarray(self.loss_fn(self.unravel(w), batch), self.dtype)
+
+    def full_loss(self, w: jax.Array) -> jax.Array:
+        """L_n(w): the mean loss over all n examples, in chunks of ``chunk_size``.
+
+        Chunks run in a lax.scan whose body is rematerialised (jax.checkpoint), so neither the
+        forward nor the backward pass holds more than one chunk's activations.
+        """
+        n, chunk = self.n, self.chunk_size
+        if n <= chunk:
+            return self.batch_loss(w, self.data)
+        num_chunks, rest = divmod(n, chunk)
+        head = jax.tree.map(
+            lambda x: x[: num_chunks * chunk].reshape((num_chunks, chunk) + x.shape[1:]), self.data
+        )
+
+        @jax.checkpoint
+        def chunk_sum(batch):
+            return self.batch_loss(w, batch) * chunk
+
+        def body(total, batch):
+            return total + chunk_sum(batch), None
+
+        total, _ = jax.lax.scan(body, jnp.zeros((), self.dtype), head)
+        if rest:
+            tail = jax.tree.map(lambda x: x[num_chunks * chunk :], self.data)
+            total = total + self.batch_loss(w, tail) * rest
+        return total / n
+
+    def localizer(self, w: jax.Array) -> jax.Array:
+        """(γ/2)·‖w − w*‖²."""
+        v = w - self.w_star
+        return 0.5 * self.gamma * jnp.dot(v, v)
+
+    # -- log-densities ---------------------------------------------------------------
+    def logdensity(self, w: jax.Array) -> jax.Array:
+        """Full-batch log p(w) = −nβ (L_n(w) − L_n(w*)) − (γ/2)‖w − w*‖² (up to a constant)."""
+        return -self.nbeta * (self.full_loss(w) - self.loss_at_wstar) - self.localizer(w)
+
+    def logdensity_minibatch(self, w: jax.Array, batch: Any) -> jax.Array:
+        """Unbiased minibatch estimate of :meth:`logdensity` (the batch mean loss replaces L_n)."""
+        return -self.nbeta * (self.batch_loss(w, batch) - self.loss_at_wstar) - self.localizer(w)
+
+    def excess_loss_from_logdensity(self, w: jax.Array, logdensity: jax.Array) -> jax.Array:
+        """L_n(w) − L_n(w*) recovered from a full-batch log-density value at w (no extra pass)."""
+        return -(logdensity + self.localizer(w)) / self.nbeta
+
+    def sample_batch(self, key: jax.Array, batch_size: int) -> Any:
+        """A minibatch of ``batch_size`` examples drawn uniformly with replacement."""
+        idx = jax.random.randint(key, (batch_size,), 0, self.n)
+        return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), self.data)
+
+    def loss_grad_norm_at_wstar(self) -> jax.Array:
+        """‖∇L_n(w*)‖: near zero when w* is a stationary point."""
+        return jnp.linalg.norm(jax.grad(self.full_loss)(self.w_star))

@@ -1,0 +1,41 @@
+"""A problem with a known learning coefficient: what the tests and the validation suite run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable
+
+import jax
+
+
+@dataclass
+class Target:
+    """loss_fn, w* (params), data and what is known exactly about λ at w*.
+
+    lam, m: the asymptotic learning coefficient and its multiplicity (None when unknown, e.g. MLPs).
+    expected_llc_fn: (nβ, γ) -> the exact finite-n expectation of λ̂ (quadratics only), else None.
+    info: anything else worth reporting (‖∇L_n(w*)‖, the Hessian spectrum, the dimension, ...).
+    """
+
+    name: str
+    loss_fn: Callable[[Any, Any], jax.Array]
+    params: Any
+    data: Any
+    n: int
+    lam: Fraction | None = None
+    m: int | None = None
+    expected_llc_fn: Callable[[float, float], float] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(sum(x.size for x in jax.tree.leaves(self.params)))
+
+    def expected_llc(self, nbeta: float, gamma: float) -> float:
+        """The exact E[λ̂] at this nβ and γ when known, otherwise the asymptotic λ."""
+        if self.expected_llc_fn is not None:
+            return float(self.expected_llc_fn(float(nbeta), float(gamma)))
+        if self.lam is None:
+            raise ValueError(f"target {self.name!r}: no exact learning coefficient is known")
+        return float(self.lam)

@@ -1,0 +1,257 @@
+"""Exact (theoretical) learning coefficients for models with known answers.
+
+Everything here is pure Python with exact rational arithmetic
+(:class:`fractions.Fraction`); nothing imports JAX.  These values are the
+ground truth against which the sampling-based LLC estimators are validated.
+
+Notation: ``K(w)`` is the population loss minus its minimum, ``w*`` a true
+parameter.  The learning coefficient ``λ`` and multiplicity ``m`` are defined
+by the free-energy asymptotics ``F_n = n S_n + λ log n − (m − 1) log log n +
+O_p(1)``; equivalently ``λ`` is the largest pole (negated) and ``m`` its order
+of the zeta function ``ζ(z) = ∫ K(w)^z φ(w) dw``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from fractions import Fraction
+from typing import NamedTuple, Sequence
+
+__all__ = [
+    "LearningCoefficient",
+    "regular",
+    "quadratic",
+    "normal_crossing",
+    "disjoint_sum",
+    "reduced_rank_regression",
+    "deep_linear_network",
+    "num_parameters",
+]
+
+
+class LearningCoefficient(NamedTuple):
+    """Exact learning coefficient ``lam`` (a ``Fraction``) and multiplicity ``m``.
+
+    ``value`` gives ``float(lam)`` for comparison with numerical estimates.
+    """
+
+    lam: Fraction
+    m: int
+
+    @property
+    def value(self) -> float:
+        """The learning coefficient as a float."""
+        return float(self.lam)
+
+
+# ---------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------
+
+
+def _as_int(value: object, name: str, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an ``int``; raise ``ValueError`` naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    out = int(value)
+    if minimum is not None and out < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {out}")
+    return out
+
+
+def _as_int_list(
+    values: object, name: str, *, minimum: int, min_len: int
+) -> list[int]:
+    """Validate a sequence of integers (each >= ``minimum``, length >= ``min_len``)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        try:
+            values = list(values)  # type: ignore[call-overload]
+        except TypeError:
+            raise ValueError(
+                f"{name} must be a sequence of integers, got {values!r}"
+            ) from None
+    out = [_as_int(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(values)]
+    if len(out) < min_len:
+        raise ValueError(
+            f"{name} must contain at least {min_len} entries, got {len(out)}"
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# simple cases
+# ---------------------------------------------------------------------------
+
+
+def regular(d: int) -> LearningCoefficient:
+    """Regular (identifiable, non-degenerate Fisher information) model in ``d`` dims.
+
+    ``λ = d/2``, ``m = 1``.
+    """
+    d = _as_int(d, "d", minimum=0)
+    return LearningCoefficient(Fraction(d, 2), 1)
+
+
+def quadratic(rank: int) -> LearningCoefficient:
+    """``K(w) = wᵀAw`` with ``A ⪰ 0`` of rank ``rank`` (other directions flat).
+
+    ``λ = rank/2``, ``m = 1`` (``rank = 0`` gives ``λ = 0``, ``m = 1``).
+    """
+    rank = _as_int(rank, "rank", minimum=0)
+    return LearningCoefficient(Fraction(rank, 2), 1)
+
+
+def normal_crossing(
+    exponents: Sequence[int], prior_exponents: Sequence[int] | None = None
+) -> LearningCoefficient:
+    """Normal crossing ``K(w) = Π_j w_j^{2k_j}`` at ``w* = 0``.
+
+    With prior ``φ(w) ∝ Π_j |w_j|^{h_j}`` (flat prior: all ``h_j = 0``)::
+
+        λ = min_{j : k_j > 0} (h_j + 1) / (2 k_j),   m = #{j attaining the min}.
+
+    For a flat prior this is ``λ = 1/(2 max_j k_j)`` with ``m`` the number of
+    coordinates attaining the maximum.  Coordinates with ``k_j = 0`` do not
+    appear in ``K`` and are ignored; at least one ``k_j`` must be positive.
+    """
+    ks = _as_int_list(exponents, "exponents", minimum=0, min_len=1)
+    if all(k == 0 for k in ks):
+        raise ValueError(
+            f"exponents must contain at least one positive entry, got {ks}"
+        )
+    if prior_exponents is None:
+        hs = [0] * len(ks)
+    else:
+        hs = _as_int_list(prior_exponents, "prior_exponents", minimum=0, min_len=1)
+        if len(hs) != len(ks):
+            raise ValueError(
+                "prior_exponents must have the same length as exponents "
+                f"({len(ks)}), got {len(hs)}"
+            )
+    ratios = [Fraction(h + 1, 2 * k) for k, h in zip(ks, hs) if k > 0]
+    lam = min(ratios)
+    return LearningCoefficient(lam, sum(1 for q in ratios if q == lam))
+
+
+def disjoint_sum(*parts: LearningCoefficient) -> LearningCoefficient:
+    """``K(u, v, …) = K_1(u) + K_2(v) + …`` over disjoint parameter blocks.
+
+    ``λ = Σ λ_i``, ``m = Σ m_i − (count − 1)``.
+    """
+    if not parts:
+        raise ValueError("parts must contain at least one LearningCoefficient, got none")
+    for i, p in enumerate(parts):
+        if not isinstance(p, LearningCoefficient):
+            raise ValueError(
+                f"parts[{i}] must be a LearningCoefficient, got {type(p).__name__}"
+            )
+    lam = sum((Fraction(p.lam) for p in parts), Fraction(0))
+    m = sum(p.m for p in parts) - (len(parts) - 1)
+    return LearningCoefficient(lam, m)
+
+
+# ---------------------------------------------------------------------------
+# reduced rank regression (Aoyagi & Watanabe 2005)
+# ---------------------------------------------------------------------------
+
+
+def reduced_rank_regression(M: int, H: int, N: int, r: int) -> LearningCoefficient:
+    """Reduced rank regression ``y = B A x`` (Aoyagi & Watanabe 2005).
+
+    ``M`` inputs, ``H`` hidden units, ``N`` outputs, true product of rank
+    ``r ≤ min(M, H, N)``:
+
+    * ``M + H < N + r``: ``λ = (HM − Hr + Nr)/2``, ``m = 1``;
+    * ``N + H < M + r``: ``λ = (HN − Hr + Mr)/2``, ``m = 1``;
+    * ``M + N < H + r``: ``λ = MN/2``, ``m = 1``;
+    * otherwise ``λ = [2(H+r)(M+N) − (M−N)² − (H+r)²]/8``, plus ``1/8`` with
+      ``m = 2`` when ``M + H + N + r`` is odd (``m = 1`` when even).
+    """
+    M = _as_int(M, "M", minimum=1)
+    H = _as_int(H, "H", minimum=1)
+    N = _as_int(N, "N", minimum=1)
+    r = _as_int(r, "r", minimum=0)
+    if r > min(M, H, N):
+        raise ValueError(f"r must be <= min(M, H, N) = {min(M, H, N)}, got {r}")
+    if M + H < N + r:
+        return LearningCoefficient(Fraction(H * M - H * r + N * r, 2), 1)
+    if N + H < M + r:
+        return LearningCoefficient(Fraction(H * N - H * r + M * r, 2), 1)
+    if M + N < H + r:
+        return LearningCoefficient(Fraction(M * N, 2), 1)
+    lam = Fraction(2 * (H + r) * (M + N) - (M - N) ** 2 - (H + r) ** 2, 8)
+    if (M + H + N + r) % 2 == 1:
+        return LearningCoefficient(lam + Fraction(1, 8), 2)
+    return LearningCoefficient(lam, 1)
+
+
+# ---------------------------------------------------------------------------
+# deep linear networks (Aoyagi 2024)
+# ---------------------------------------------------------------------------
+
+
+def _validate_widths(widths: Sequence[int]) -> list[int]:
+    return _as_int_list(widths, "widths", minimum=1, min_len=2)
+
+
+def num_parameters(widths: Sequence[int]) -> int:
+    """Parameter count ``d = Σ_s H_s H_{s+1}`` of a bias-free deep linear network."""
+    hs = _validate_widths(widths)
+    return sum(a * b for a, b in zip(hs[:-1], hs[1:]))
+
+
+def deep_linear_network(widths: Sequence[int], rank: int) -> LearningCoefficient:
+    """Bias-free deep linear network ``x ↦ W_L ⋯ W_1 x`` (Aoyagi 2024).
+
+    ``widths = (H_1, …, H_{L+1})`` includes input and output; ``rank = r`` is
+    the rank of the true product matrix.  With ``M_s = H_s − r``, let ``S`` be
+    the smallest set of indices (``|S| ≥ 2``, taken in increasing order of
+    ``M`` without splitting ties), ``ℓ = |S| − 1``, such that
+
+        max_S M < min_{∉S} M,   Σ_S M ≥ ℓ max_S M,   Σ_S M < ℓ min_{∉S} M
+
+    (conditions on ``∉S`` are vacuous when ``S`` is everything).  With
+    ``σ = Σ_S M`` and ``a = σ − (⌈σ/ℓ⌉ − 1) ℓ``::
+
+        λ = [−r² + r(H_1 + H_{L+1})]/2 + a(ℓ−a)/(4ℓ)
+            − (ℓ(ℓ−1)/4)(σ/ℓ)² + ½ Σ_{i<j∈S} M_i M_j,
+        m = a(ℓ − a) + 1.
+
+    If some width equals ``r`` this reduces to ``λ = [−r² + r(H_1+H_{L+1})]/2``,
+    ``m = 1``.  For two layers it agrees with :func:`reduced_rank_regression`.
+    """
+    hs = _validate_widths(widths)
+    r = _as_int(rank, "rank", minimum=0)
+    if r > min(hs):
+        raise ValueError(f"rank must be <= min(widths) = {min(hs)}, got {r}")
+
+    ms = sorted(h - r for h in hs)
+    n = len(ms)
+    chosen: list[int] | None = None
+    for size in range(2, n + 1):
+        if size < n and ms[size - 1] == ms[size]:
+            continue  # would split a tie: not a valid prefix
+        s_set, rest = ms[:size], ms[size:]
+        ell = size - 1
+        sigma = sum(s_set)
+        if sigma < ell * s_set[-1]:
+            continue
+        if rest and not (s_set[-1] < rest[0] and sigma < ell * rest[0]):
+            continue
+        chosen = s_set
+        break
+    if chosen is None:  # pragma: no cover - excluded by Aoyagi's theorem
+        raise RuntimeError(f"no admissible index set found for widths={hs}, rank={r}")
+
+    ell = len(chosen) - 1
+    sigma = sum(chosen)
+    a = sigma - (-(-sigma // ell) - 1) * ell  # ⌈σ/ℓ⌉ via floor division
+    pair_sum = (sigma * sigma - sum(x * x for x in chosen)) // 2  # Σ_{i<j} M_i M_j
+    lam = (
+        Fraction(-r * r + r * (hs[0] + hs[-1]), 2)
+        + Fraction(a * (ell - a), 4 * ell)
+        - Fraction(ell * (ell - 1), 4) * Fraction(sigma, ell) ** 2
+        + Fraction(pair_sum, 2)
+    )
+    return LearningCoefficient(lam, a * (ell - a) + 1)
+
