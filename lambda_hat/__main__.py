@@ -1,0 +1,5 @@
+import sys
+
+from lambda_hat.cli import main
+
+sys.exit(main())
