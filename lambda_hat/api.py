@@ -14,6 +14,7 @@ import numpy as np
 from lambda_hat.diagnostics import RHAT_WARN, llc_statistics
 from lambda_hat.kernels import KernelOutput, KernelSpec, get_kernel
 from lambda_hat.kernels.base import positive_int
+from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
 
@@ -98,7 +99,9 @@ def sample(
 
     Args:
         loss_fn: ``loss_fn(params, batch) -> scalar`` mean loss (negative log-likelihood) over the batch.
-        params: w*, a pytree of float arrays (flax params, a flat array, ...); cast to the run dtype.
+        params: w*, a pytree of float arrays (flax linen params, an nnx State, a flat array, ...)
+            or a flax nnx Module (its nnx.Param variables are sampled, ``loss_fn`` gets the module);
+            cast to the run dtype.
         data: a pytree of arrays with a shared leading axis of length n (float leaves cast to
             the run dtype).
         kernel: one of ``lambda_hat.KERNELS`` ("sgld", ...).
@@ -119,6 +122,7 @@ def sample(
     num_draws = positive_int("num_draws", spec.default_num_draws if num_draws is None else num_draws, minimum=4)
     num_warmup = positive_int("num_warmup", spec.default_num_warmup if num_warmup is None else num_warmup, minimum=0)
     rng_key = as_key(key)
+    loss_fn, params = adapt_model(loss_fn, params)
     posterior = LocalPosterior(loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size)
     if batch_size is not None:
         if not spec.minibatch:
@@ -137,17 +141,22 @@ def sample(
     start = time.perf_counter()
     out: KernelOutput = jax.block_until_ready(compiled(rng_key, posterior))
     run_s = time.perf_counter() - start
-    grad_norm = float(jax.jit(LocalPosterior.loss_grad_norm_at_wstar)(posterior))
+    grad_norm, stationarity_shift = (float(x) for x in _stationarity(posterior))
 
     config = dict(
         kernel=spec.name, key=repr(key), num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup,
         beta=beta, nbeta=float(posterior.nbeta), gamma=float(posterior.gamma), batch_size=batch_size,
         n=posterior.n, dim=posterior.dim, dtype=str(posterior.dtype), chunk_size=posterior.chunk_size, **options,
     )
-    return _assemble(spec, posterior, out, config, compile_s, run_s, grad_norm)
+    return _assemble(spec, posterior, out, config, compile_s, run_s, grad_norm, stationarity_shift,
+                     exact_trace=batch_size is None or not spec.minibatch)
 
 
-def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad_norm) -> LLCResult:
+_stationarity = jax.jit(LocalPosterior.stationarity)
+
+
+def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad_norm, stationarity_shift,
+              exact_trace: bool) -> LLCResult:
     nbeta = float(posterior.nbeta)
     loss_star = float(posterior.loss_at_wstar)
     excess = np.asarray(out.excess_loss, dtype=np.float64)
@@ -175,8 +184,21 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
     ess_per_chain[valid] = stats["ess_per_chain"]
     diagnostics = {
         "ess": stats["ess"], "rhat": stats["rhat"], "ess_per_chain": ess_per_chain,
-        "llc_sd": stats["llc_sd"], "grad_norm_at_wstar": grad_norm, **diag,
+        "llc_sd": stats["llc_sd"], "grad_norm_at_wstar": grad_norm,
+        "stationarity_shift": stationarity_shift, **diag,
     }
+    if abs(stationarity_shift) > max(0.02 * abs(stats["llc"]), stats["llc_se"]):
+        messages.append(
+            f"w* is not near-stationary: ‖∇L_n(w*)‖ = {grad_norm:.3g}, which shifts E[λ̂] by about "
+            f"{stationarity_shift:+.3g}; train w* closer to a minimum"
+        )
+    if exact_trace:
+        below = float(np.mean(excess[valid] < -1e-6 * max(abs(loss_star), 1e-12)))
+        diagnostics["frac_draws_below_wstar"] = below
+        if below > 0.01:
+            messages.append(
+                f"{below:.1%} of draws have L_n(w) < L_n(w*): w* is not a local minimum of the loss"
+            )
     if np.isfinite(stats["rhat"]) and stats["rhat"] > RHAT_WARN and valid.sum() > 1:
         messages.append(f"R-hat of the λ̂ trace is {stats['rhat']:.3f} > {RHAT_WARN}: chains disagree; run longer")
     if stats["llc"] < 0:

@@ -241,3 +241,20 @@ class LocalPosterior:
     def loss_grad_norm_at_wstar(self) -> jax.Array:
         """‖∇L_n(w*)‖: near zero when w* is a stationary point."""
         return jnp.linalg.norm(jax.grad(self.full_loss)(self.w_star))
+
+    def stationarity(self) -> tuple[jax.Array, jax.Array]:
+        """(‖g‖, estimated shift of E[λ̂] caused by g), g = ∇L_n(w*).
+
+        For L − L* = gᵀv + ½vᵀHv the posterior mean moves to μ = −nβP⁻¹g (P = nβH + γI) and
+        E[λ̂] shifts by −½nβ²(gᵀP⁻¹g + γ gᵀP⁻²g). P is replaced by its Rayleigh quotient along g,
+        p = gᵀPg/‖g‖² (one Hessian-vector product); by Cauchy–Schwarz this never overstates
+        gᵀP⁻¹g's size, so it is a conservative (small) estimate of the shift.
+        """
+        grad_fn = jax.grad(self.full_loss)
+        g = grad_fn(self.w_star)
+        gg = jnp.dot(g, g)
+        hg = jax.jvp(grad_fn, (self.w_star,), (g,))[1]
+        p = self.nbeta * jnp.dot(g, hg) / jnp.where(gg > 0, gg, 1) + self.gamma
+        p = jnp.maximum(p, jnp.finfo(self.dtype).tiny)
+        shift = -0.5 * self.nbeta**2 * gg * (1 / p + self.gamma / p**2)
+        return jnp.sqrt(gg), jnp.where(gg > 0, shift, 0.0)
