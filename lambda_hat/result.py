@@ -81,6 +81,26 @@ class LLCResult:
     def num_draws(self) -> int:
         return int(self.loss_trace.shape[1])
 
+    def plot(self, path: str | None = None):
+        """Loss traces, running λ̂ per chain and the λ̂ distribution (needs matplotlib)."""
+        from lambda_hat.plotting import plot_result
+
+        return plot_result(self, path)
+
+    def to_arviz(self):
+        """An arviz.InferenceData with posterior variables ``llc`` and ``loss`` (chains × draws)
+        and the sample stats kept per chain (needs the ``arviz`` extra)."""
+        try:
+            import arviz
+        except ImportError as err:
+            raise ImportError("to_arviz needs arviz: pip install 'lambda_hat[arviz]'") from err
+        attrs = {k: v for k, v in self.to_dict(include_traces=False).items()
+                 if isinstance(v, (int, float, str, bool))}
+        return arviz.from_dict(
+            posterior={"llc": np.asarray(self.llc_trace), "loss": np.asarray(self.loss_trace)},
+            attrs=attrs,
+        )
+
     def summary(self) -> str:
         """A readable multi-line summary."""
         d = self.diagnostics

@@ -1,0 +1,57 @@
+"""LLCResult: summary, to_dict JSON-safety, save/load round trip, plot, ArviZ export."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lambda_hat as lh
+from lambda_hat.targets import linear_regression
+
+
+@pytest.fixture(scope="module")
+def result():
+    t = linear_regression(d=3, seed=0)
+    return lh.sample(t.loss_fn, t.params, t.data, key=0, num_chains=2, num_draws=300, num_warmup=50, step_size=1e-4)
+
+
+def test_summary_and_dict(result):
+    text = result.summary()
+    assert "λ̂ =" in text and "ESS" in text and "compile" in text
+    doc = json.loads(json.dumps(result.to_dict()))
+    assert doc["kernel"] == "sgld" and np.isclose(doc["llc"], result.llc)
+    assert np.asarray(doc["loss_trace"]).shape == (2, 300)
+    for key in ("num_chains", "num_draws", "num_warmup", "step_size", "nbeta", "gamma", "dtype"):
+        assert key in doc["config"]
+
+
+def test_save_load_round_trip(result, tmp_path):
+    path = result.save(tmp_path / "run")
+    assert path.exists() and (tmp_path / "run.npz").exists()
+    back = lh.LLCResult.load(tmp_path / "run")
+    for name in ("llc", "llc_se", "loss_at_wstar", "nbeta", "gamma", "kernel", "grad_evals", "config"):
+        assert getattr(back, name) == getattr(result, name), name
+    np.testing.assert_array_equal(back.loss_trace, result.loss_trace)
+    np.testing.assert_array_equal(back.llc_trace, result.llc_trace)
+    np.testing.assert_array_equal(back.valid_chains, result.valid_chains)
+    assert back.summary() == result.summary()
+
+
+def test_plot(result, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = result.plot(tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    assert len(fig.axes) == 3
+
+
+def test_to_arviz(result):
+    az = pytest.importorskip("arviz")
+    idata = result.to_arviz()
+    assert idata.posterior["llc"].shape == (2, 300)
+    np.testing.assert_allclose(float(idata.posterior["llc"].mean()), result.llc, rtol=1e-12)
+    np.testing.assert_array_equal(idata.posterior["loss"].values, result.loss_trace)
+    assert float(az.ess(idata, var_names=["llc"])["llc"]) > 0
