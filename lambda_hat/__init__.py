@@ -6,10 +6,11 @@
 
 from lambda_hat import targets, theory
 from lambda_hat.api import LLCWarning, sample
+from lambda_hat.calibrate import CalibrationResult, calibrate
 from lambda_hat.kernels import KERNELS
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
 
 __version__ = "0.1.0"
 
-__all__ = ["KERNELS", "LLCResult", "LLCWarning", "LocalPosterior", "sample", "targets", "theory", "__version__"]
+__all__ = ["CalibrationResult", "KERNELS", "calibrate", "LLCResult", "LLCWarning", "LocalPosterior", "sample", "targets", "theory", "__version__"]

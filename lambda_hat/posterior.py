@@ -155,6 +155,16 @@ class LocalPosterior:
         obj.w_star, obj.data, obj.nbeta, obj.gamma, obj.loss_at_wstar = children
         return obj
 
+    def replace(self, **leaves: Any) -> "LocalPosterior":
+        """A copy with some leaves replaced (e.g. ``nbeta=...`` inside a vmapped sweep)."""
+        obj = object.__new__(type(self))
+        obj.__dict__.update(self.__dict__)
+        for name, value in leaves.items():
+            if name not in ("w_star", "data", "nbeta", "gamma", "loss_at_wstar"):
+                raise ValueError(f"{name}: not a replaceable leaf of LocalPosterior")
+            setattr(obj, name, value)
+        return obj
+
     # -- basic quantities ------------------------------------------------------------
     @property
     def dim(self) -> int:

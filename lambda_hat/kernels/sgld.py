@@ -7,6 +7,11 @@ Update (the literature's convention, e.g. Lau et al. 2023, devinterp):
 with L_B the mean loss over a minibatch B. BlackJAX writes the same step as
 w + h·∇log p + N(0, 2h), so its step size is h = ε/2. ``step_size`` here is ε.
 
+With ``mala_acceptance=True`` each kept draw also computes the Metropolis–Hastings acceptance
+probability that the same move would have under MALA (Furman & Lau 2024), on the same minibatch:
+min(1, p̂(w′) q(w|w′) / (p̂(w) q(w′|w))), q(b|a) = N(b; a + h∇log p̂(a), 2h). Values near 0.9 mean
+the step size is well calibrated; it costs one more gradient evaluation per kept draw.
+
 The loss trace records L_B(w_t) − L_n(w*) at the position *before* each update, an unbiased
 estimate of L_n(w_t) − L_n(w*); with ``batch_size=None`` the full, exact L_n is used.
 """
@@ -29,15 +34,24 @@ def chain_keys(key: jax.Array, num_chains: int) -> jax.Array:
 
 
 def excess_loss_and_grad(posterior: LocalPosterior, w: jax.Array, batch: Any | None):
-    """(L_B(w) − L_n(w*), ∇log p̂(w)) with one forward/backward pass."""
+    """((log p̂(w), L_B(w) − L_n(w*)), ∇log p̂(w)) with one forward/backward pass."""
 
     def neg_potential(x):
         loss = posterior.full_loss(x) if batch is None else posterior.batch_loss(x, batch)
         excess = loss - posterior.loss_at_wstar
         return -posterior.nbeta * excess - posterior.localizer(x), excess
 
-    (_, excess), grad = jax.value_and_grad(neg_potential, has_aux=True)(w)
-    return excess, grad
+    (logp, excess), grad = jax.value_and_grad(neg_potential, has_aux=True)(w)
+    return (logp, excess), grad
+
+
+def mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h):
+    """MH acceptance probability of the move w → w_new as a MALA proposal with step h."""
+    (logp_new, _), grad_new = excess_loss_and_grad(posterior, w_new, batch)
+    fwd = jnp.sum((w_new - w - h * grad) ** 2)
+    bwd = jnp.sum((w - w_new - h * grad_new) ** 2)
+    log_ratio = logp_new - logp + (fwd - bwd) / (4 * h)
+    return jnp.exp(jnp.minimum(0.0, log_ratio))
 
 
 def run_sgld(
@@ -49,6 +63,7 @@ def run_sgld(
     num_warmup: int,
     batch_size: int | None,
     step_size: float,
+    mala_acceptance: bool = False,
 ) -> KernelOutput:
     """All chains vmapped in one lax.scan; warmup steps are run and dropped."""
     h = 0.5 * step_size  # BlackJAX's step size
@@ -58,46 +73,50 @@ def run_sgld(
         del position
         return grad
 
-    def chain_step(w, chain_key, t):
+    def chain_step(w, chain_key, t, with_acceptance):
         k_batch, k_noise = jax.random.split(jax.random.fold_in(chain_key, t))
         batch = None if batch_size is None else posterior.sample_batch(k_batch, batch_size)
-        excess, grad = excess_loss_and_grad(posterior, w, batch)
-        return kernel(k_noise, w, use_given_grad, grad, h), excess
+        (logp, excess), grad = excess_loss_and_grad(posterior, w, batch)
+        w_new = kernel(k_noise, w, use_given_grad, grad, h)
+        accept = mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h) if with_acceptance else excess
+        return w_new, (excess, accept)
 
     keys = chain_keys(key, num_chains)
-    all_step = jax.vmap(chain_step, in_axes=(0, 0, None))
 
     def warm(ws, t):
-        ws, _ = all_step(ws, keys, t)
+        ws, _ = jax.vmap(chain_step, in_axes=(0, 0, None, None))(ws, keys, t, False)
         return ws, None
 
     def draw(ws, t):
-        return all_step(ws, keys, t)
+        return jax.vmap(chain_step, in_axes=(0, 0, None, None))(ws, keys, t, mala_acceptance)
 
     ws = jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim))
     ws, _ = jax.lax.scan(warm, ws, jnp.arange(num_warmup))
-    _, excess = jax.lax.scan(draw, ws, jnp.arange(num_warmup, num_warmup + num_draws))
-    steps = num_warmup + num_draws
+    _, (excess, accept) = jax.lax.scan(draw, ws, jnp.arange(num_warmup, num_warmup + num_draws))
+    steps = num_warmup + num_draws + (num_draws if mala_acceptance else 0)
     evals = jnp.full((num_chains,), steps)
     used = posterior.n if batch_size is None else batch_size
+    diagnostics = {"mala_acceptance": jnp.mean(accept, axis=0)} if mala_acceptance else {}
     return KernelOutput(
         excess_loss=excess.T,
         grad_evals=evals,
         data_passes=evals * (used / posterior.n),
-        diagnostics={},
+        diagnostics=diagnostics,
         extra={},
     )
 
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:
     options["step_size"] = positive_float("step_size", options["step_size"])
+    if not isinstance(options["mala_acceptance"], bool):
+        raise ValueError(f"mala_acceptance: expected True or False, got {options['mala_acceptance']!r}")
     return options
 
 
 SGLD = KernelSpec(
     name="sgld",
     run=run_sgld,
-    options={"step_size": 1e-4},
+    options={"step_size": 1e-4, "mala_acceptance": False},
     default_num_draws=2000,
     default_num_warmup=500,
     minibatch=True,
