@@ -90,6 +90,7 @@ def sample(
     gamma: float = 1.0,
     batch_size: int | None = None,
     chunk_size: int | None = None,
+    mask: Any = None,
     **kernel_options: Any,
 ) -> LLCResult:
     """Estimate the local learning coefficient λ(w*) of ``params`` = w*.
@@ -114,6 +115,8 @@ def sample(
         gamma: localization strength γ >= 0.
         batch_size: minibatch size for stochastic-gradient kernels (None = full batch).
         chunk_size: examples per chunk when evaluating the full-batch loss.
+        mask: sample only some weights (weight-restricted LLC): a pytree of booleans shaped like
+            ``params`` or a predicate ``mask(path, leaf) -> bool``; see LocalPosterior.
         **kernel_options: options of the chosen kernel (e.g. ``step_size`` = ε for SGLD).
     """
     spec = get_kernel(kernel)
@@ -123,7 +126,8 @@ def sample(
     num_warmup = positive_int("num_warmup", spec.default_num_warmup if num_warmup is None else num_warmup, minimum=0)
     rng_key = as_key(key)
     loss_fn, params = adapt_model(loss_fn, params)
-    posterior = LocalPosterior(loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size)
+    posterior = LocalPosterior(loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size,
+                               mask=mask)
     if batch_size is not None:
         if not spec.minibatch:
             raise ValueError(
@@ -146,7 +150,7 @@ def sample(
     config = dict(
         kernel=spec.name, key=repr(key), num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup,
         beta=beta, nbeta=float(posterior.nbeta), gamma=float(posterior.gamma), batch_size=batch_size,
-        n=posterior.n, dim=posterior.dim, dtype=str(posterior.dtype), chunk_size=posterior.chunk_size, **options,
+        n=posterior.n, dim=posterior.dim, masked=mask is not None, dtype=str(posterior.dtype), chunk_size=posterior.chunk_size, **options,
     )
     return _assemble(spec, posterior, out, config, compile_s, run_s, grad_norm, stationarity_shift,
                      exact_trace=batch_size is None or not spec.minibatch)

@@ -64,6 +64,38 @@ def _cast_data(data: Any, dtype: jnp.dtype) -> Any:
     return jax.tree_util.tree_map_with_path(cast, data)
 
 
+def _mask_indices(mask: Any, params: Any, spec: FlatSpec) -> np.ndarray:
+    """Flat indices of the sampled weights selected by ``mask`` (see LocalPosterior)."""
+    path_leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    if callable(mask):
+        flags = []
+        for (path, leaf), shape in zip(path_leaves, spec.shapes):
+            chosen = mask(jax.tree_util.keystr(path), leaf)
+            if not isinstance(chosen, (bool, np.bool_)):
+                raise ValueError(f"mask: a predicate must return True or False per leaf, got {chosen!r} for {jax.tree_util.keystr(path)}")
+            flags.append(np.full(int(np.prod(shape)), bool(chosen)))
+    else:
+        try:
+            mask_leaves = jax.tree.leaves(jax.tree.map(lambda _, m: m, params, mask))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"mask: expected a pytree of booleans with the structure of params ({err})") from None
+        flags = []
+        for (path, _), shape, m in zip(path_leaves, spec.shapes, mask_leaves):
+            arr = np.asarray(m)
+            if arr.dtype != np.bool_:
+                raise ValueError(f"mask: leaf {jax.tree_util.keystr(path)} has dtype {arr.dtype}; expected booleans")
+            try:
+                flags.append(np.broadcast_to(arr, shape).ravel())
+            except ValueError:
+                raise ValueError(
+                    f"mask: leaf {jax.tree_util.keystr(path)} has shape {arr.shape}, not broadcastable to the parameter shape {shape}"
+                ) from None
+    flat = np.concatenate(flags)
+    if not flat.any():
+        raise ValueError("mask: selects no weights; expected at least one True")
+    return np.flatnonzero(flat)
+
+
 def resolve_nbeta(n: int, beta: float | None, nbeta: float | None) -> float:
     """nβ from either β or nβ (default β* = 1/log n). Giving both is an error."""
     if beta is not None and nbeta is not None:
@@ -96,6 +128,11 @@ class LocalPosterior:
         gamma: localization strength γ >= 0.
         chunk_size: the full-batch loss L_n is evaluated in chunks of this many examples so
             memory stays bounded for large n.
+        mask: restrict sampling to some weights (the weight-restricted LLC): a pytree of
+            booleans shaped like ``params`` (leaves broadcastable to each parameter's shape, or
+            Python bools), or a predicate ``mask(path: str, leaf) -> bool`` selecting whole
+            leaves by their path (e.g. ``lambda path, leaf: "Dense_1" in path``). Unselected
+            weights stay at w*; the localizer acts on the selected ones only.
     """
 
     def __init__(
@@ -108,6 +145,7 @@ class LocalPosterior:
         nbeta: float | None = None,
         gamma: float = 1.0,
         chunk_size: int | None = None,
+        mask: Any = None,
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(f"loss_fn: expected a callable loss_fn(params, batch) -> scalar, got {type(loss_fn).__name__}")
@@ -115,7 +153,9 @@ class LocalPosterior:
         if not all(bool(jnp.all(jnp.isfinite(jnp.asarray(x)))) for x in jax.tree.leaves(params)
                    if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)):
             raise ValueError("params: w* contains NaN or Inf; expected finite values")
-        w_star, spec = ravel(params, dtype)
+        w_full, spec = ravel(params, dtype)
+        free_idx = None if mask is None else jnp.asarray(_mask_indices(mask, params, spec))
+        w_star = w_full if free_idx is None else w_full[free_idx]
         n = _leading_length(data)
         if n < 2:
             raise ValueError(f"data: expected n >= 2 examples along the leading axis, got n={n}")
@@ -131,6 +171,8 @@ class LocalPosterior:
         self.n = n
         self.chunk_size = chunk
         self.w_star = w_star
+        self.w_full = w_full if free_idx is not None else None
+        self.free_idx = free_idx
         self.data = data
         self.nbeta = jnp.asarray(resolve_nbeta(n, beta, nbeta), dtype)
         self.gamma = jnp.asarray(gamma_value, dtype)
@@ -144,7 +186,7 @@ class LocalPosterior:
 
     # -- pytree protocol -------------------------------------------------------------
     def tree_flatten(self):
-        children = (self.w_star, self.data, self.nbeta, self.gamma, self.loss_at_wstar)
+        children = (self.w_star, self.data, self.nbeta, self.gamma, self.loss_at_wstar, self.w_full, self.free_idx)
         aux = (self.loss_fn, self.spec, self.n, self.chunk_size)
         return children, aux
 
@@ -152,7 +194,7 @@ class LocalPosterior:
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
         obj.loss_fn, obj.spec, obj.n, obj.chunk_size = aux
-        obj.w_star, obj.data, obj.nbeta, obj.gamma, obj.loss_at_wstar = children
+        obj.w_star, obj.data, obj.nbeta, obj.gamma, obj.loss_at_wstar, obj.w_full, obj.free_idx = children
         return obj
 
     def replace(self, **leaves: Any) -> "LocalPosterior":
@@ -160,7 +202,7 @@ class LocalPosterior:
         obj = object.__new__(type(self))
         obj.__dict__.update(self.__dict__)
         for name, value in leaves.items():
-            if name not in ("w_star", "data", "nbeta", "gamma", "loss_at_wstar"):
+            if name not in ("data", "nbeta", "gamma"):
                 raise ValueError(f"{name}: not a replaceable leaf of LocalPosterior")
             setattr(obj, name, value)
         return obj
@@ -168,16 +210,18 @@ class LocalPosterior:
     # -- basic quantities ------------------------------------------------------------
     @property
     def dim(self) -> int:
-        """d, the number of sampled parameters."""
-        return self.spec.size
+        """d, the number of sampled parameters (the selected ones when a mask is given)."""
+        return int(self.w_star.shape[0])
 
     @property
     def dtype(self) -> jnp.dtype:
         return self.w_star.dtype
 
     def unravel(self, w: jax.Array) -> Any:
-        """Flat vector -> parameter pytree."""
-        return self.spec.unravel(w)
+        """Flat (sampled) vector -> parameter pytree; masked-out weights stay at w*."""
+        if self.free_idx is None:
+            return self.spec.unravel(w)
+        return self.spec.unravel(self.w_full.at[self.free_idx].set(w))
 
     def _check_loss_output(self) -> None:
         batch = jax.tree.map(lambda x: x[:2], self.data)
