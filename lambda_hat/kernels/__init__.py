@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from lambda_hat.kernels.base import KernelOutput, KernelSpec
+from lambda_hat.kernels.hmc import HMC, NUTS
+from lambda_hat.kernels.mclmc import MCLMC
 from lambda_hat.kernels.sgld import SGLD
 
-KERNELS: dict[str, KernelSpec] = {spec.name: spec for spec in (SGLD,)}
+KERNELS: dict[str, KernelSpec] = {spec.name: spec for spec in (SGLD, HMC, NUTS, MCLMC)}
 
 
 def get_kernel(name: str) -> KernelSpec:

@@ -1,0 +1,342 @@
+"""HMC and NUTS on the full-batch localized posterior, built on ``blackjax.hmc`` / ``blackjax.nuts``.
+
+Target: log p(w) = −nβ (L_n(w) − L_n(w*)) − (γ/2)‖w − w*‖² (``posterior.logdensity``), full batch
+(a Metropolis correction with a minibatch log-density is wrong, so ``batch_size`` is rejected).
+
+Conventions (BlackJAX's): the kinetic energy is ½ pᵀ M⁻¹ p with a diagonal inverse mass matrix
+M⁻¹ (a length-d vector in flat-parameter order); ``step_size`` is the leapfrog step ε in those
+units, so a trajectory of ``num_integration_steps`` = L steps has length ε·L in "whitened" time.
+
+Per chain (chains vmapped, one jitted program):
+
+1. Warmup / adaptation, ``num_warmup`` MCMC steps, all dropped. By default this is BlackJAX's
+   Stan-style window adaptation (dual averaging of ε towards ``target_acceptance_rate`` and a
+   diagonal M⁻¹ from Welford windows; with fewer than 20 steps only ε is adapted). With
+   ``step_size`` given nothing is adapted (M⁻¹ = ``inverse_mass_matrix`` or the identity) and the
+   warmup steps are plain burn-in. With only ``inverse_mass_matrix`` given, M⁻¹ is kept fixed
+   and only ε is adapted (dual averaging over the whole warmup).
+2. ``num_draws`` steps with the adapted (ε, M⁻¹); only L_n(w_t) − L_n(w*) is stored per draw,
+   recovered from the state's log-density (no extra pass over the data).
+
+HMC with a fixed trajectory length resonates on near-Gaussian targets (the trajectory returns
+close to ±w, the loss to itself, and the ESS of the loss trace collapses). So HMC draws the number
+of leapfrog steps of every iteration, warmup included, uniformly from the integers in
+[round((1 − jitter)·L), round((1 + jitter)·L)] (at least 1); ``jitter=0`` gives plain HMC. The
+dual averaging therefore tunes ε for the jittered kernel that is then used for sampling. Measured
+on linear_regression(d=5) with L = 16, 4 × 1000 draws: ESS of the λ̂ trace 36 with jitter=0,
+≈1500 with the default jitter=0.5 (L = 4, 8, 16 or 32 then all give ESS 1100–1700).
+
+Gradient evaluations are counted exactly: 1 at initialisation plus one per leapfrog step of every
+warmup and sampling iteration (NUTS: the number of states of each trajectory, which is the number
+of leapfrog steps it integrated, turning or divergent sub-trajectories included).
+
+Diagnostics per chain: acceptance_rate (mean over draws of the MH acceptance probability; for
+NUTS the trajectory-averaged one), divergences (post-warmup count), step_size (adapted ε),
+num_integration_steps (mean leapfrog steps per draw), warmup_grad_evals (initialisation +
+warmup), and ``valid``: False when a loss is non-finite, the adapted ε or M⁻¹ is not finite and
+positive, or the chain never moved (every proposal of every draw rejected). Divergent transitions
+(energy error > 1000, which includes proposals where the loss is NaN: BlackJAX rejects those) are
+counted, not excluded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import blackjax
+import jax
+import jax.numpy as jnp
+from blackjax.adaptation.base import get_filter_adapt_info_fn
+
+from lambda_hat.kernels.base import KernelOutput, KernelSpec, positive_float, positive_int, probability
+from lambda_hat.kernels.sgld import chain_keys
+from lambda_hat.posterior import LocalPosterior
+
+
+# -- option helpers (shared with mclmc) ---------------------------------------------------
+def check_inverse_mass_matrix(value: Any) -> float | tuple[float, ...] | None:
+    """None, a positive scalar, or a vector of positive floats -> hashable (float or tuple)."""
+    if value is None:
+        return None
+    try:
+        arr = jnp.asarray(value, dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"inverse_mass_matrix: expected a positive scalar or a length-d vector, got {value!r}"
+        ) from None
+    if arr.ndim > 1:
+        raise ValueError(
+            f"inverse_mass_matrix: expected a positive scalar or a length-d vector (diagonal), "
+            f"got an array of shape {arr.shape}"
+        )
+    if arr.size == 0 or not bool(jnp.all(jnp.isfinite(arr) & (arr > 0))):
+        raise ValueError(
+            "inverse_mass_matrix: expected finite entries > 0 (a diagonal inverse mass matrix), "
+            f"got {value!r}"
+        )
+    if arr.ndim == 0:
+        return float(arr)
+    return tuple(float(x) for x in arr)
+
+
+def inverse_mass_matrix_vector(value: float | tuple[float, ...] | None, dim: int, dtype) -> jax.Array:
+    """The option as a length-``dim`` vector in the run dtype (identity when None)."""
+    if value is None:
+        return jnp.ones((dim,), dtype)
+    if isinstance(value, float):
+        return jnp.full((dim,), value, dtype)
+    if len(value) != dim:
+        raise ValueError(
+            f"inverse_mass_matrix: expected a scalar or a vector of length d = {dim} "
+            f"(the number of parameters), got length {len(value)}"
+        )
+    return jnp.asarray(value, dtype)
+
+
+def optional_positive_float(name: str, value: Any) -> float | None:
+    return None if value is None else positive_float(name, value)
+
+
+def _jitter_bounds(num_integration_steps: int, jitter: float) -> tuple[int, int]:
+    lo = max(1, int(round((1.0 - jitter) * num_integration_steps)))
+    hi = max(lo, int(round((1.0 + jitter) * num_integration_steps)))
+    return lo, hi
+
+
+class _JitteredHMC:
+    """``blackjax.hmc`` whose kernel draws its number of leapfrog steps per call.
+
+    Usable by ``blackjax.window_adaptation`` (it only needs ``init`` and ``build_kernel``); the
+    extra kernel arguments ``num_steps_low`` / ``num_steps_high`` are the inclusive bounds.
+    """
+
+    init = staticmethod(blackjax.hmc.init)
+
+    @staticmethod
+    def build_kernel(integrator=blackjax.mcmc.integrators.velocity_verlet):
+        base = blackjax.hmc.build_kernel(integrator)
+
+        def kernel(rng_key, state, logdensity_fn, step_size, inverse_mass_matrix, num_steps_low, num_steps_high):
+            k_steps, k_hmc = jax.random.split(rng_key)
+            if num_steps_low == num_steps_high:
+                steps = num_steps_low
+            else:
+                steps = jax.random.randint(k_steps, (), num_steps_low, num_steps_high + 1)
+            return base(k_hmc, state, logdensity_fn, step_size, inverse_mass_matrix, steps)
+
+        return kernel
+
+
+def _run_hmc_family(
+    key: jax.Array,
+    posterior: LocalPosterior,
+    *,
+    algorithm,
+    extra: dict[str, Any],
+    num_chains: int,
+    num_draws: int,
+    num_warmup: int,
+    step_size: float | None,
+    inverse_mass_matrix: float | tuple[float, ...] | None,
+    target_acceptance_rate: float,
+) -> KernelOutput:
+    dtype = posterior.dtype
+    dim = posterior.dim
+    logdensity = posterior.logdensity
+    imm_given = None if inverse_mass_matrix is None else inverse_mass_matrix_vector(inverse_mass_matrix, dim, dtype)
+    if step_size is None and num_warmup < 1:
+        raise ValueError(
+            "num_warmup: the step size is adapted during warmup, so num_warmup must be >= 1 "
+            "(or give step_size to skip adaptation)"
+        )
+    kernel = algorithm.build_kernel()
+    # Keep only the leapfrog-step count of each warmup iteration (for honest gradient counts).
+    info_fn = get_filter_adapt_info_fn(info_keys={"num_integration_steps"})
+
+    def count(info_steps):
+        return jnp.sum(jnp.asarray(info_steps, jnp.int32))
+
+    def warmup(k, w0):
+        if step_size is not None:  # no adaptation: plain burn-in with the given parameters
+            eps = jnp.asarray(step_size, dtype)
+            imm = jnp.ones((dim,), dtype) if imm_given is None else imm_given
+            state = algorithm.init(w0, logdensity)
+
+            def burn(carry, kk):
+                state, n = carry
+                state, info = kernel(kk, state, logdensity, eps, imm, **extra)
+                return (state, n + jnp.asarray(info.num_integration_steps, jnp.int32)), None
+
+            (state, n), _ = jax.lax.scan(burn, (state, jnp.zeros((), jnp.int32)), jax.random.split(k, num_warmup))
+            return state, eps, imm, n
+        common = dict(
+            initial_step_size=jnp.asarray(1.0, dtype),
+            target_acceptance_rate=target_acceptance_rate,
+            adaptation_info_fn=info_fn,
+            **extra,
+        )
+        if imm_given is None:
+            adapt = blackjax.window_adaptation(algorithm, logdensity, is_mass_matrix_diagonal=True, **common)
+        else:  # M⁻¹ fixed: step-size-only (fast) windows throughout
+            adapt = blackjax.adaptation.staged_adaptation.staged_adaptation(
+                algorithm, logdensity, metric="welford_diag", initial_inverse_mass_matrix=imm_given,
+                schedule_fn=lambda n: jnp.zeros((n, 2), jnp.int32), **common,
+            )
+        (state, params), info = adapt.run(k, w0, num_steps=num_warmup)
+        eps = jnp.asarray(params["step_size"], dtype)
+        imm = jnp.asarray(params["inverse_mass_matrix"], dtype)
+        return state, eps, imm, count(info.info.num_integration_steps)
+
+    def one_chain(chain_key):
+        k_warm, k_draw = jax.random.split(chain_key)
+        state, eps, imm, warm_steps = warmup(k_warm, posterior.w_star)
+
+        def draw(carry, k):
+            state, acc, div, steps, moves = carry
+            new, info = kernel(k, state, logdensity, eps, imm, **extra)
+            excess = posterior.excess_loss_from_logdensity(new.position, new.logdensity)
+            carry = (
+                new,
+                acc + jnp.asarray(info.acceptance_rate, dtype),
+                div + jnp.asarray(info.is_divergent, jnp.int32),
+                steps + jnp.asarray(info.num_integration_steps, jnp.int32),
+                moves + jnp.any(new.position != state.position).astype(jnp.int32),
+            )
+            return carry, excess
+
+        zero_i = jnp.zeros((), jnp.int32)
+        init = (state, jnp.zeros((), dtype), zero_i, zero_i, zero_i)
+        (_, acc, div, steps, moves), excess = jax.lax.scan(draw, init, jax.random.split(k_draw, num_draws))
+        params_ok = jnp.isfinite(eps) & (eps > 0) & jnp.all(jnp.isfinite(imm) & (imm > 0))
+        valid = jnp.all(jnp.isfinite(excess)) & params_ok & (moves > 0)
+        diag = {
+            "acceptance_rate": acc / num_draws,
+            "divergences": div,
+            "step_size": eps,
+            "num_integration_steps": steps.astype(dtype) / num_draws,
+            "warmup_grad_evals": warm_steps + 1,
+            "valid": valid,
+        }
+        return excess, 1 + warm_steps + steps, diag
+
+    excess, evals, diag = jax.vmap(one_chain)(chain_keys(key, num_chains))
+    return KernelOutput(
+        excess_loss=excess,
+        grad_evals=evals,
+        data_passes=evals.astype(dtype),
+        diagnostics=diag,
+        extra={},
+    )
+
+
+def run_hmc(
+    key: jax.Array,
+    posterior: LocalPosterior,
+    *,
+    num_chains: int,
+    num_draws: int,
+    num_warmup: int,
+    batch_size: int | None,
+    num_integration_steps: int,
+    jitter: float,
+    step_size: float | None,
+    inverse_mass_matrix: float | tuple[float, ...] | None,
+    target_acceptance_rate: float,
+) -> KernelOutput:
+    """HMC (jittered trajectory length) after window adaptation; all chains vmapped."""
+    del batch_size  # full batch only (KernelSpec.minibatch=False)
+    lo, hi = _jitter_bounds(num_integration_steps, jitter)
+    return _run_hmc_family(
+        key, posterior, algorithm=_JitteredHMC, extra={"num_steps_low": lo, "num_steps_high": hi},
+        num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, step_size=step_size,
+        inverse_mass_matrix=inverse_mass_matrix, target_acceptance_rate=target_acceptance_rate,
+    )
+
+
+def run_nuts(
+    key: jax.Array,
+    posterior: LocalPosterior,
+    *,
+    num_chains: int,
+    num_draws: int,
+    num_warmup: int,
+    batch_size: int | None,
+    max_num_doublings: int,
+    step_size: float | None,
+    inverse_mass_matrix: float | tuple[float, ...] | None,
+    target_acceptance_rate: float,
+) -> KernelOutput:
+    """NUTS (multinomial, iterative) after window adaptation; all chains vmapped.
+
+    Vectorized NUTS waits for its slowest chain at every iteration; cap ``max_num_doublings``
+    on stiff targets (a trajectory has at most 2**max_num_doublings − 1 leapfrog steps).
+    """
+    del batch_size
+    return _run_hmc_family(
+        key, posterior, algorithm=blackjax.nuts, extra={"max_num_doublings": max_num_doublings},
+        num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, step_size=step_size,
+        inverse_mass_matrix=inverse_mass_matrix, target_acceptance_rate=target_acceptance_rate,
+    )
+
+
+def _check_common(options: dict[str, Any]) -> dict[str, Any]:
+    options["step_size"] = optional_positive_float("step_size", options["step_size"])
+    options["inverse_mass_matrix"] = check_inverse_mass_matrix(options["inverse_mass_matrix"])
+    options["target_acceptance_rate"] = probability("target_acceptance_rate", options["target_acceptance_rate"])
+    return options
+
+
+def _check_hmc(options: dict[str, Any]) -> dict[str, Any]:
+    options = _check_common(options)
+    options["num_integration_steps"] = positive_int("num_integration_steps", options["num_integration_steps"])
+    jitter = options["jitter"]
+    try:
+        jitter = float(jitter)
+    except (TypeError, ValueError):
+        raise ValueError(f"jitter: expected a number in [0, 1), got {options['jitter']!r}") from None
+    if not (math.isfinite(jitter) and 0 <= jitter < 1):
+        raise ValueError(f"jitter: expected a number in [0, 1), got {options['jitter']!r}")
+    options["jitter"] = jitter
+    return options
+
+
+def _check_nuts(options: dict[str, Any]) -> dict[str, Any]:
+    options = _check_common(options)
+    options["max_num_doublings"] = positive_int("max_num_doublings", options["max_num_doublings"])
+    return options
+
+
+HMC = KernelSpec(
+    name="hmc",
+    run=run_hmc,
+    options={
+        "num_integration_steps": 16,
+        "jitter": 0.5,
+        "step_size": None,
+        "inverse_mass_matrix": None,
+        "target_acceptance_rate": 0.8,
+    },
+    default_num_draws=1000,
+    default_num_warmup=500,
+    minibatch=False,
+    check_options=_check_hmc,
+    description="HMC (blackjax.hmc) after window adaptation; leapfrog steps per iteration jittered "
+    "uniformly in [(1−jitter)L, (1+jitter)L] against resonance",
+)
+
+NUTS = KernelSpec(
+    name="nuts",
+    run=run_nuts,
+    options={
+        "max_num_doublings": 10,
+        "step_size": None,
+        "inverse_mass_matrix": None,
+        "target_acceptance_rate": 0.8,
+    },
+    default_num_draws=1000,
+    default_num_warmup=500,
+    minibatch=False,
+    check_options=_check_nuts,
+    description="NUTS (blackjax.nuts) after window adaptation",
+)

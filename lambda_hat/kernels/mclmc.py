@@ -1,0 +1,219 @@
+"""MCLMC (microcanonical Langevin Monte Carlo) on the full-batch localized posterior.
+
+Built on ``blackjax.mclmc`` (unadjusted: no Metropolis step) with the isokinetic McLachlan
+integrator and partial momentum refresh, tuned per chain by ``blackjax.mclmc_find_L_and_step_size``.
+Target: log p(w) = −nβ (L_n(w) − L_n(w*)) − (γ/2)‖w − w*‖², full batch (the tuner controls the
+energy error, which a minibatch log-density would corrupt, so ``batch_size`` is rejected).
+
+Conventions (BlackJAX's): ``step_size`` ε is the integrator step in the preconditioned
+coordinates (diagonal inverse mass matrix M⁻¹, positions move as √M⁻¹ ⊙ unit-speed velocity);
+``L`` is the momentum decoherence length (the expected distance before the velocity is refreshed),
+in the same units. The tuner aims at Var[ΔE]/d = ``desired_energy_var`` per step (ΔE the energy
+error of one step, d the dimension); since MCLMC is unadjusted, that energy error is also the
+size of its bias, which at the default 5e-4 is far below Monte Carlo error on Gaussians.
+
+``num_warmup`` is the tuning budget: the tuner is called with ``num_steps = 3·num_warmup`` and its
+default fractions (0.1, 0.1, 0.1), so it runs 0.3·W steps of step-size adaptation, 0.3·W more
+while estimating the diagonal M⁻¹ (plus 0.1·W re-tuning ε after it, when
+``diagonal_preconditioning``) and 0.3·W to set L from the autocorrelation: ≈ W steps in all
+(0.9·W without preconditioning). The exact count is reported as ``tuning_steps``. With both
+``L`` and ``step_size`` given nothing is tuned (M⁻¹ = ``inverse_mass_matrix`` or the identity)
+and the ``num_warmup`` steps are plain burn-in. Tuning and burn-in draws are dropped.
+
+Gradient evaluations: the McLachlan integrator updates the position twice per step, with one
+log-density gradient after each (BlackJAX keeps the last one in the state), so a step costs 2;
+plus 1 at initialisation. ``grad_evals`` = 1 + 2·(tuning or burn-in steps) + 2·num_draws.
+
+MCLMC needs d >= 2 (the isokinetic momentum lives on a sphere). For d = 1 an independent
+standard-normal dummy coordinate z is appended: the sampled density is p(w)·N(z; 0, 1), the loss
+never sees z, so λ̂ is unchanged; the energy diagnostic is then per 2 dimensions.
+
+Diagnostics per chain: energy_var_per_dim (Var[ΔE]/d over the draws; the tuner's target is
+``desired_energy_var``), L, step_size, tuning_steps, nan_steps (steps BlackJAX reverted because the
+log-density or the state went non-finite) and ``valid``: False when a loss is non-finite, any
+sampling step hit a NaN, the tuned parameters are not finite and positive, or the chain never
+moved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import blackjax
+import jax
+import jax.numpy as jnp
+
+from lambda_hat.kernels.base import KernelOutput, KernelSpec, positive_float
+from lambda_hat.kernels.hmc import check_inverse_mass_matrix, inverse_mass_matrix_vector, optional_positive_float
+from lambda_hat.kernels.sgld import chain_keys
+from lambda_hat.posterior import LocalPosterior
+
+_FRAC = 0.1  # BlackJAX's default frac_tune1 = frac_tune2 = frac_tune3
+MIN_TUNING_WARMUP = 10
+
+
+def tuning_steps(num_warmup: int, diagonal_preconditioning: bool) -> int:
+    """MCLMC steps that ``mclmc_find_L_and_step_size(num_steps=3·num_warmup)`` runs.
+
+    Mirrors BlackJAX 1.7.1's schedule exactly (its own returned count misses part of the
+    ε re-tuning after the preconditioner is estimated).
+    """
+    num_steps = 3 * num_warmup
+    n1, n2 = round(num_steps * _FRAC), round(num_steps * _FRAC)
+    total = n1 + n2
+    if n2 > 1 and diagonal_preconditioning:
+        total += round(n2 / 3)
+    n3 = round(num_steps * _FRAC)
+    if n3 >= 2:
+        total += n3
+    return total
+
+
+def run_mclmc(
+    key: jax.Array,
+    posterior: LocalPosterior,
+    *,
+    num_chains: int,
+    num_draws: int,
+    num_warmup: int,
+    batch_size: int | None,
+    L: float | None,
+    step_size: float | None,
+    inverse_mass_matrix: float | tuple[float, ...] | None,
+    desired_energy_var: float,
+    diagonal_preconditioning: bool,
+) -> KernelOutput:
+    """Tune (or burn in), then sample; all chains vmapped in one program."""
+    del batch_size  # full batch only (KernelSpec.minibatch=False)
+    dtype = posterior.dtype
+    d = posterior.dim
+    tune = L is None
+    if tune and num_warmup < MIN_TUNING_WARMUP:
+        raise ValueError(
+            f"num_warmup: MCLMC tunes L and step_size during warmup and needs num_warmup >= "
+            f"{MIN_TUNING_WARMUP}, got {num_warmup} (or give both L and step_size to skip tuning)"
+        )
+    pad = d == 1  # MCLMC needs d >= 2: append an independent N(0, 1) coordinate
+    dim = d + 1 if pad else d
+    imm_fixed = inverse_mass_matrix_vector(inverse_mass_matrix, d, dtype)
+    if pad:
+        imm_fixed = jnp.concatenate([imm_fixed, jnp.ones((1,), dtype)])
+
+    if pad:
+        def logdensity(x):
+            return posterior.logdensity(x[:d]) - 0.5 * x[d] ** 2
+
+        def excess_loss(x, logdens):
+            return posterior.excess_loss_from_logdensity(x[:d], logdens + 0.5 * x[d] ** 2)
+
+        w0 = jnp.concatenate([posterior.w_star, jnp.zeros((1,), dtype)])
+    else:
+        logdensity = posterior.logdensity
+        excess_loss = posterior.excess_loss_from_logdensity
+        w0 = posterior.w_star
+
+    kernel = blackjax.mcmc.mclmc.build_kernel(integrator=blackjax.mcmc.integrators.isokinetic_mclachlan)
+    warm_steps = tuning_steps(num_warmup, diagonal_preconditioning) if tune else num_warmup
+
+    def one_chain(chain_key):
+        k_init, k_tune, k_draw = jax.random.split(chain_key, 3)
+        state = blackjax.mcmc.mclmc.init(w0, logdensity, k_init)
+        if tune:
+            state, params, _ = blackjax.mclmc_find_L_and_step_size(
+                mclmc_kernel=kernel,
+                num_steps=3 * num_warmup,
+                state=state,
+                rng_key=k_tune,
+                logdensity_fn=logdensity,
+                frac_tune1=_FRAC,
+                frac_tune2=_FRAC,
+                frac_tune3=_FRAC,
+                desired_energy_var=desired_energy_var,
+                diagonal_preconditioning=diagonal_preconditioning,
+            )
+            ell = jnp.asarray(params.L, dtype)
+            eps = jnp.asarray(params.step_size, dtype)
+            imm = jnp.broadcast_to(jnp.asarray(params.inverse_mass_matrix, dtype), (dim,))
+        else:
+            ell, eps, imm = jnp.asarray(L, dtype), jnp.asarray(step_size, dtype), imm_fixed
+
+            def burn(state, k):
+                state, _ = kernel(k, state, logdensity, imm, ell, eps)
+                return state, None
+
+            state, _ = jax.lax.scan(burn, state, jax.random.split(k_tune, num_warmup))
+
+        def draw(carry, k):
+            state, nan_steps, moves = carry
+            new, info = kernel(k, state, logdensity, imm, ell, eps)
+            excess = excess_loss(new.position, new.logdensity)
+            nan_steps = nan_steps + jnp.logical_not(info.nonans).astype(jnp.int32)
+            moves = moves + jnp.any(new.position != state.position).astype(jnp.int32)
+            return (new, nan_steps, moves), (excess, jnp.asarray(info.energy_change, dtype))
+
+        zero_i = jnp.zeros((), jnp.int32)
+        (_, nan_steps, moves), (excess, energy_change) = jax.lax.scan(
+            draw, (state, zero_i, zero_i), jax.random.split(k_draw, num_draws)
+        )
+        params_ok = jnp.isfinite(ell) & (ell > 0) & jnp.isfinite(eps) & (eps > 0)
+        params_ok &= jnp.all(jnp.isfinite(imm) & (imm > 0))
+        valid = jnp.all(jnp.isfinite(excess)) & (nan_steps == 0) & params_ok & (moves > 0)
+        diag = {
+            "energy_var_per_dim": jnp.var(energy_change) / dim,
+            "L": ell,
+            "step_size": eps,
+            "tuning_steps": jnp.asarray(warm_steps if tune else 0, jnp.int32),
+            "nan_steps": nan_steps,
+            "valid": valid,
+        }
+        return excess, diag
+
+    excess, diag = jax.vmap(one_chain)(chain_keys(key, num_chains))
+    evals = jnp.full((num_chains,), 1 + 2 * (warm_steps + num_draws), jnp.int32)
+    return KernelOutput(
+        excess_loss=excess,
+        grad_evals=evals,
+        data_passes=evals.astype(dtype),
+        diagnostics=diag,
+        extra={},
+    )
+
+
+def _check(options: dict[str, Any]) -> dict[str, Any]:
+    options["L"] = optional_positive_float("L", options["L"])
+    options["step_size"] = optional_positive_float("step_size", options["step_size"])
+    if (options["L"] is None) != (options["step_size"] is None):
+        raise ValueError(
+            "L and step_size: give both (to skip MCLMC tuning) or neither (to tune them), "
+            f"got L={options['L']!r}, step_size={options['step_size']!r}"
+        )
+    options["inverse_mass_matrix"] = check_inverse_mass_matrix(options["inverse_mass_matrix"])
+    if options["inverse_mass_matrix"] is not None and options["L"] is None:
+        raise ValueError(
+            "inverse_mass_matrix: only used when L and step_size are given (tuning estimates "
+            "its own diagonal preconditioner); give L and step_size too, or leave it None"
+        )
+    options["desired_energy_var"] = positive_float("desired_energy_var", options["desired_energy_var"])
+    dp = options["diagonal_preconditioning"]
+    if not isinstance(dp, bool):
+        raise ValueError(f"diagonal_preconditioning: expected True or False, got {dp!r}")
+    return options
+
+
+MCLMC = KernelSpec(
+    name="mclmc",
+    run=run_mclmc,
+    options={
+        "L": None,
+        "step_size": None,
+        "inverse_mass_matrix": None,
+        "desired_energy_var": 5e-4,
+        "diagonal_preconditioning": True,
+    },
+    default_num_draws=2000,
+    default_num_warmup=1000,
+    minibatch=False,
+    check_options=_check,
+    description="MCLMC (blackjax.mclmc, unadjusted, isokinetic McLachlan) tuned by "
+    "mclmc_find_L_and_step_size; num_warmup = tuning steps",
+)
