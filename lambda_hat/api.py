@@ -196,6 +196,12 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
             f"w* is not near-stationary: ‖∇L_n(w*)‖ = {grad_norm:.3g}, which shifts E[λ̂] by about "
             f"{stationarity_shift:+.3g}; train w* closer to a minimum"
         )
+    divergences = np.asarray(diag.get("divergences", 0))
+    if divergences.sum() > 0:
+        messages.append(
+            f"{int(divergences.sum())} divergent transitions (per chain: {divergences.tolist()}): "
+            "the step size is too large for parts of the posterior; λ̂ may be biased"
+        )
     if exact_trace:
         below = float(np.mean(excess[valid] < -1e-6 * max(abs(loss_star), 1e-12)))
         diagnostics["frac_draws_below_wstar"] = below
