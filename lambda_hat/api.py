@@ -182,6 +182,10 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
             f"({int(valid.sum())} of {len(valid)} chains used)"
         )
     stats = llc_statistics(llc_trace[valid])
+    extra = {k: np.asarray(v) for k, v in out.extra.items()}
+    if "excess_loss_cv" in extra:  # a control-variate version of the same draws (VI)
+        cv = llc_statistics(nbeta * np.asarray(extra["excess_loss_cv"], np.float64)[valid])
+        diag["llc_cv"], diag["llc_cv_se"] = cv["llc"], cv["llc_se"]
     per_chain = np.full(len(valid), np.nan)
     per_chain[valid] = stats["llc_per_chain"]
     ess_per_chain = np.full(len(valid), np.nan)
@@ -226,5 +230,5 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
         timings={"compile_s": compile_s, "run_s": run_s, "total_s": compile_s + run_s},
         grad_evals=int(np.sum(np.asarray(out.grad_evals))), data_passes=float(np.sum(np.asarray(out.data_passes))),
         valid_chains=valid, warnings=messages,
-        extra={k: np.asarray(v) for k, v in out.extra.items()},
+        extra=extra,
     )

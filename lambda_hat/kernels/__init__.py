@@ -6,8 +6,9 @@ from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.hmc import HMC, NUTS
 from lambda_hat.kernels.mclmc import MCLMC
 from lambda_hat.kernels.sgld import SGLD
+from lambda_hat.kernels.vi import VI
 
-KERNELS: dict[str, KernelSpec] = {spec.name: spec for spec in (SGLD, HMC, NUTS, MCLMC)}
+KERNELS: dict[str, KernelSpec] = {spec.name: spec for spec in (SGLD, HMC, NUTS, MCLMC, VI)}
 
 
 def get_kernel(name: str) -> KernelSpec:

@@ -102,19 +102,20 @@ def pure_potential(
     n: int = 1000,
     spectrum: tuple[float, float] = (1.0, 3.0),
     rank: int | None = None,
+    rotate: bool = True,
     seed: int = 0,
 ) -> Target:
     """L(w) = ½ (w − w₀)ᵀ H (w − w₀), a loss that ignores its batch.
 
     H = Q diag(a) Qᵀ with a uniform in ``spectrum`` (``rank`` of them non-zero) and Q a random
-    orthonormal basis. ``data`` is a dummy array of n rows: only n enters, through β = 1/log n.
+    orthonormal basis (the identity when ``rotate=False``: a diagonal Hessian). ``data`` is a dummy array of n rows: only n enters, through β = 1/log n.
     This is the case an earlier VI implementation blamed for its NaNs (shared/seeds).
     """
     rank = d if rank is None else int(rank)
     if not 1 <= rank <= d:
         raise ValueError(f"rank: expected 1 <= rank <= d = {d}, got {rank}")
     rng = np.random.default_rng(seed)
-    Q = _random_orthonormal(rng, d, d)
+    Q = _random_orthonormal(rng, d, d) if rotate else np.eye(d)
     a = np.zeros(d)
     a[:rank] = rng.uniform(*spectrum, size=rank)
     dtype = float_dtype()
