@@ -56,7 +56,7 @@ def quadratic_settings(kernel: str, target: Target, profile: str) -> dict[str, A
     if kernel == "mclmc":
         return dict(num_warmup=1000, num_draws=2000 * scale)
     if kernel == "vi":
-        return dict(num_warmup=2000, num_draws=1000 * scale)
+        return dict(num_draws=1000 * scale)
     return {}
 
 
