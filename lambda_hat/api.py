@@ -3,6 +3,7 @@ chosen kernel's jitted program (compile and run timed separately), and assembles
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from lambda_hat.kernels import KernelOutput, KernelSpec, get_kernel
 from lambda_hat.kernels.base import positive_int
 from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
+from lambda_hat.progress import say
 from lambda_hat.result import LLCResult
 
 _COMPILED: dict[Any, Any] = {}
@@ -91,6 +93,7 @@ def sample(
     batch_size: int | None = None,
     chunk_size: int | None = None,
     mask: Any = None,
+    progress: bool = False,
     **kernel_options: Any,
 ) -> LLCResult:
     """Estimate the local learning coefficient λ(w*) of ``params`` = w*.
@@ -117,6 +120,8 @@ def sample(
         chunk_size: examples per chunk when evaluating the full-batch loss.
         mask: sample only some weights (weight-restricted LLC): a pytree of booleans shaped like
             ``params`` or a predicate ``mask(path, leaf) -> bool``; see LocalPosterior.
+        progress: print progress to stderr (stages for every kernel; step counts inside the
+            SGLD loop, via an asynchronous jax.debug.callback). Quiet by default.
         **kernel_options: options of the chosen kernel (e.g. ``step_size`` = ε for SGLD).
     """
     spec = get_kernel(kernel)
@@ -139,12 +144,22 @@ def sample(
             raise ValueError(f"batch_size: expected 1 <= batch_size <= n = {posterior.n}, got {batch_size}")
         if batch_size == posterior.n:
             batch_size = None  # the full batch, exactly, without resampling
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress: expected True or False, got {progress!r}")
     static = dict(num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size, **options)
-
+    if progress and "progress" in inspect.signature(spec.run).parameters:
+        static["progress"] = True
+    if progress:
+        say(f"{spec.name}: d = {posterior.dim}, n = {posterior.n}, {num_chains} chains × "
+            f"({num_warmup} warmup + {num_draws} draws); compiling ...")
     compiled, compile_s = _compiled_run(spec, rng_key, posterior, static)
+    if progress:
+        say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
     start = time.perf_counter()
     out: KernelOutput = jax.block_until_ready(compiled(rng_key, posterior))
     run_s = time.perf_counter() - start
+    if progress:
+        say(f"{spec.name}: sampled in {run_s:.1f} s")
     grad_norm, stationarity_shift = (float(x) for x in _stationarity(posterior))
 
     config = dict(

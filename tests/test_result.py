@@ -1,6 +1,7 @@
 """LLCResult: summary, to_dict JSON-safety, save/load round trip, plot, ArviZ export."""
 
 import json
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -55,3 +56,18 @@ def test_to_arviz(result):
     np.testing.assert_allclose(float(idata.posterior["llc"].mean()), result.llc, rtol=1e-12)
     np.testing.assert_array_equal(idata.posterior["loss"].values, result.loss_trace)
     assert float(az.ess(idata, var_names=["llc"])["llc"]) > 0
+
+
+def test_progress_is_shown_when_asked_and_quiet_otherwise(capfd):
+    t = linear_regression(d=3, seed=0)
+    kw = dict(key=0, num_chains=2, num_draws=100, num_warmup=20, step_size=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lh.sample(t.loss_fn, t.params, t.data, **kw)
+    assert "[lambda_hat]" not in capfd.readouterr().err
+    lh.sample(t.loss_fn, t.params, t.data, progress=True, **kw)
+    import jax
+
+    jax.effects_barrier()
+    err = capfd.readouterr().err
+    assert "compiling" in err and "sampled in" in err and "sgld: step 119/120" in err

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from lambda_hat.kernels.base import KernelOutput, KernelSpec, positive_float
 from lambda_hat.posterior import LocalPosterior
+from lambda_hat.progress import tick
 
 
 def chain_keys(key: jax.Array, num_chains: int) -> jax.Array:
@@ -64,6 +65,7 @@ def run_sgld(
     batch_size: int | None,
     step_size: float,
     mala_acceptance: bool = False,
+    progress: bool = False,
 ) -> KernelOutput:
     """All chains vmapped in one lax.scan; warmup steps are run and dropped."""
     h = 0.5 * step_size  # BlackJAX's step size
@@ -83,18 +85,21 @@ def run_sgld(
 
     keys = chain_keys(key, num_chains)
 
+    steps = num_warmup + num_draws
+
     def warm(ws, t):
+        tick(t, steps, "sgld", progress)
         ws, _ = jax.vmap(chain_step, in_axes=(0, 0, None, None))(ws, keys, t, False)
         return ws, None
 
     def draw(ws, t):
+        tick(t, steps, "sgld", progress)
         return jax.vmap(chain_step, in_axes=(0, 0, None, None))(ws, keys, t, mala_acceptance)
 
     ws = jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim))
     ws, _ = jax.lax.scan(warm, ws, jnp.arange(num_warmup))
     _, (excess, accept) = jax.lax.scan(draw, ws, jnp.arange(num_warmup, num_warmup + num_draws))
-    steps = num_warmup + num_draws + (num_draws if mala_acceptance else 0)
-    evals = jnp.full((num_chains,), steps)
+    evals = jnp.full((num_chains,), steps + (num_draws if mala_acceptance else 0))
     used = posterior.n if batch_size is None else batch_size
     diagnostics = {"mala_acceptance": jnp.mean(accept, axis=0)} if mala_acceptance else {}
     return KernelOutput(

@@ -1,0 +1,44 @@
+"""Progress reporting from inside jitted loops (``sample(..., progress=True)``).
+
+``tick(t, total, label)`` is called in a lax.scan body (outside the vmap over chains); every
+``total // 20`` steps it fires an unordered ``jax.debug.callback`` that prints to stderr. The
+callback does not block the device loop. Host-side stages (compiling, sampling, done) are
+printed by :func:`say`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+_START: dict[str, float] = {}
+
+
+def say(message: str) -> None:
+    print(f"[lambda_hat] {message}", file=sys.stderr, flush=True)
+
+
+def _report(t, total, label):
+    t, total = int(t), int(total)
+    now = time.perf_counter()
+    start = _START.setdefault(label, now)
+    if t == 0:
+        _START[label] = now
+        start = now
+    rate = t / (now - start) if now > start else float("nan")
+    say(f"{label}: step {t}/{total} ({100 * t / max(total, 1):.0f}%, {rate:,.0f} steps/s)")
+
+
+def tick(t: jax.Array, total: int, label: str, enabled: bool) -> None:
+    """Print progress every ~5% of ``total`` steps when ``enabled`` (a Python bool)."""
+    if not enabled or total <= 0:
+        return
+    every = max(total // 20, 1)
+    jax.lax.cond(
+        (t % every == 0) | (t == total - 1),
+        lambda: jax.debug.callback(_report, t, total, label, ordered=False),
+        lambda: None,
+    )
