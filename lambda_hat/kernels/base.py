@@ -55,6 +55,13 @@ def positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return out
 
 
+def boolean(name: str, value: Any) -> bool:
+    """Check a True/False option (no truthy stand-ins: 1, "yes" and None are rejected)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return value
+
+
 def probability(name: str, value: Any) -> float:
     out = positive_float(name, value)
     if not out < 1:

@@ -44,7 +44,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 
-from lambda_hat.kernels.base import KernelOutput, KernelSpec, positive_float
+from lambda_hat.kernels.base import boolean, KernelOutput, KernelSpec, positive_float
 from lambda_hat.kernels.hmc import check_inverse_mass_matrix, inverse_mass_matrix_vector, optional_positive_float
 from lambda_hat.kernels.sgld import chain_keys
 from lambda_hat.posterior import LocalPosterior
@@ -195,9 +195,7 @@ def _check(options: dict[str, Any]) -> dict[str, Any]:
             "its own diagonal preconditioner); give L and step_size too, or leave it None"
         )
     options["desired_energy_var"] = positive_float("desired_energy_var", options["desired_energy_var"])
-    dp = options["diagonal_preconditioning"]
-    if not isinstance(dp, bool):
-        raise ValueError(f"diagonal_preconditioning: expected True or False, got {dp!r}")
+    options["diagonal_preconditioning"] = boolean("diagonal_preconditioning", options["diagonal_preconditioning"])
     return options
 
 

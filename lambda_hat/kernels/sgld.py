@@ -24,7 +24,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 
-from lambda_hat.kernels.base import KernelOutput, KernelSpec, positive_float
+from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import tick
 
@@ -113,8 +113,7 @@ def run_sgld(
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:
     options["step_size"] = positive_float("step_size", options["step_size"])
-    if not isinstance(options["mala_acceptance"], bool):
-        raise ValueError(f"mala_acceptance: expected True or False, got {options['mala_acceptance']!r}")
+    options["mala_acceptance"] = boolean("mala_acceptance", options["mala_acceptance"])
     return options
 
 

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lambda_hat.kernels.base import KernelOutput, KernelSpec, positive_float, positive_int, probability
+from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float, positive_int, probability
 from lambda_hat.kernels.sgld import chain_keys
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.vi import mfa
@@ -144,8 +144,7 @@ def _check(options: dict[str, Any]) -> dict[str, Any]:
     options["learning_rate"] = positive_float("learning_rate", options["learning_rate"])
     options["loading_learning_rate"] = positive_float("loading_learning_rate", options["loading_learning_rate"])
     options["final_lr_fraction"] = probability("final_lr_fraction", options["final_lr_fraction"])
-    if not isinstance(options["control_variate"], bool):
-        raise ValueError(f"control_variate: expected True or False, got {options['control_variate']!r}")
+    options["control_variate"] = boolean("control_variate", options["control_variate"])
     return options
 
 
