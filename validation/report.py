@@ -45,6 +45,9 @@ def _plots(results: list[dict], out: Path) -> list[str]:
         hi = max(r["reference"] for r in exact) * 2
         ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
         ax.set_xscale("log"), ax.set_yscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter()), ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("reference λ (exact)"), ax.set_ylabel("λ̂ ± MCSE")
         ax.legend(), ax.set_title("λ̂ against exact λ")
         fig.tight_layout(), fig.savefig(out / "llc_vs_exact.png", dpi=110), plt.close(fig)
@@ -87,8 +90,22 @@ def _plots(results: list[dict], out: Path) -> list[str]:
     return names
 
 
-def _notes(r: dict) -> str:
+def _agreement(rs: list[dict]) -> dict[str, str]:
+    """For cases without an exact λ: how far each kernel is from the median of the others."""
+    ok = [r for r in rs if r.get("status") == "info"]
+    out = {}
+    for r in ok:
+        others = [o["llc"] for o in ok if o is not r]
+        if len(others) >= 2:
+            med = sorted(others)[len(others) // 2] if len(others) % 2 else sum(sorted(others)[len(others) // 2 - 1:len(others) // 2 + 1]) / 2
+            out[r["kernel"]] = f"{100 * (r['llc'] - med) / med:+.1f}% vs median of the other kernels ({med:.4g})"
+    return out
+
+
+def _notes(r: dict, agreement: dict[str, str] | None = None) -> str:
     parts = []
+    if agreement and r["kernel"] in agreement:
+        parts.append(agreement[r["kernel"]])
     if r.get("llc_cv") is not None:
         parts.append(f"CV λ̂ {r['llc_cv']:.4g} ± {r['llc_cv_se']:.2g}")
     if r["status"] == "known-bias" and r.get("known_limitation"):
@@ -137,6 +154,7 @@ def render(doc: dict[str, Any], out: Path) -> Path:
             "| kernel | reference | λ̂ ± MCSE | rel. error | tolerance | status | wall (s) | compile (s) | grad evals | ESS | R-hat | notes |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        agreement = _agreement(rs)
         for r in rs:
             if r["status"] == "error":
                 lines.append(f"| {r['kernel']} | | error: {r['error'][:120]} | | | **error** | | | | | | |")
@@ -145,7 +163,7 @@ def render(doc: dict[str, Any], out: Path) -> Path:
             lines.append(
                 f"| {r['kernel']} | {_fmt(r['reference'])} | {r['llc']:.4g} ± {r['llc_se']:.2g} | {rel} | "
                 f"{_fmt(r['tolerance'], '.3g')} | {r['status']} | {r['wall_s']:.1f} | {r['compile_s']:.1f} | "
-                f"{r['grad_evals']:,} | {_fmt(r.get('ess'), '.0f')} | {_fmt(r.get('rhat'), '.3f')} | {_notes(r)} |"
+                f"{r['grad_evals']:,} | {_fmt(r.get('ess'), '.0f')} | {_fmt(r.get('rhat'), '.3f')} | {_notes(r, agreement)} |"
             )
         lines.append("")
     plots = _plots(results, out)
