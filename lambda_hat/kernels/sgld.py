@@ -75,40 +75,57 @@ def run_sgld(
         del position
         return grad
 
-    def chain_step(w, chain_key, t, with_acceptance):
-        k_batch, k_noise = jax.random.split(jax.random.fold_in(chain_key, t))
-        batch = None if batch_size is None else posterior.sample_batch(k_batch, batch_size)
+    def chain_step(w, k_noise, batch, keep):
         (logp, excess), grad = excess_loss_and_grad(posterior, w, batch)
         w_new = kernel(k_noise, w, use_given_grad, grad, h)
-        accept = mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h) if with_acceptance else excess
+        accept = mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h) if keep and mala_acceptance else excess
         return w_new, (excess, accept)
 
-    keys = chain_keys(key, num_chains)
-
+    init = jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim))
+    excess, accept = run_chains(key, posterior, init, chain_step, num_draws=num_draws, num_warmup=num_warmup,
+                                batch_size=batch_size, label="sgld", progress=progress)
     steps = num_warmup + num_draws
-
-    def warm(ws, t):
-        tick(t, steps, "sgld", progress)
-        ws, _ = jax.vmap(chain_step, in_axes=(0, 0, None, None))(ws, keys, t, False)
-        return ws, None
-
-    def draw(ws, t):
-        tick(t, steps, "sgld", progress)
-        return jax.vmap(chain_step, in_axes=(0, 0, None, None))(ws, keys, t, mala_acceptance)
-
-    ws = jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim))
-    ws, _ = jax.lax.scan(warm, ws, jnp.arange(num_warmup))
-    _, (excess, accept) = jax.lax.scan(draw, ws, jnp.arange(num_warmup, num_warmup + num_draws))
     evals = jnp.full((num_chains,), steps + (num_draws if mala_acceptance else 0))
     used = posterior.n if batch_size is None else batch_size
     diagnostics = {"mala_acceptance": jnp.mean(accept, axis=0)} if mala_acceptance else {}
     return KernelOutput(
-        excess_loss=excess.T,
+        excess_loss=excess,
         grad_evals=evals,
         data_passes=evals * (used / posterior.n),
         diagnostics=diagnostics,
         extra={},
     )
+
+
+def run_chains(key, posterior, init_state, chain_step, *, num_draws, num_warmup, batch_size, label, progress):
+    """The shared loop of the stochastic-gradient kernels: all chains vmapped in one lax.scan.
+
+    ``chain_step(state, noise_key, batch, keep) -> (state, (excess, aux))`` is one chain's step;
+    ``keep`` (a Python bool) is False during warmup. Chain c's step t uses fold_in(fold_in(key, c), t),
+    split into a minibatch key and a noise key; ``batch`` is None for the full batch.
+    Returns (excess (chains, draws), aux (draws, chains, ...)) for the kept draws.
+    """
+    num_chains = jax.tree.leaves(init_state)[0].shape[0]
+    keys = chain_keys(key, num_chains)
+    steps = num_warmup + num_draws
+
+    def one(state, chain_key, t, keep):
+        k_batch, k_noise = jax.random.split(jax.random.fold_in(chain_key, t))
+        batch = None if batch_size is None else posterior.sample_batch(k_batch, batch_size)
+        return chain_step(state, k_noise, batch, keep)
+
+    def warm(states, t):
+        tick(t, steps, label, progress)
+        states, _ = jax.vmap(one, in_axes=(0, 0, None, None))(states, keys, t, False)
+        return states, None
+
+    def draw(states, t):
+        tick(t, steps, label, progress)
+        return jax.vmap(one, in_axes=(0, 0, None, None))(states, keys, t, True)
+
+    states, _ = jax.lax.scan(warm, init_state, jnp.arange(num_warmup))
+    _, (excess, aux) = jax.lax.scan(draw, states, jnp.arange(num_warmup, steps))
+    return excess.T, aux
 
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:
