@@ -1,0 +1,60 @@
+"""RMSProp-SGLD against exact λ, and against plain SGLD on a badly scaled Hessian.
+
+Tolerances: max(5%, 3·MCSE) as for SGLD. On the ill-conditioned target (diagonal Hessian with
+eigenvalues 1…1000, so κ = nβa + γ from 146 to 1.4e5) both samplers get the same gradient budget.
+SGLD's ε is limited by its stiffest direction (hκ_max = 0.02, step bias < 1%), so its slowest
+direction needs ~4/(εκ_min) ≈ 1e5 steps to decorrelate: at 45,000 steps its MCSE is about
+1.3–2× RMSProp-SGLD's (and on some seeds it reads 13–16% low). The preconditioner shrinks the spread of rates from 1e3 to about √1e3, and
+RMSProp-SGLD (v adapted in warmup, then frozen) is exact within its MCSE (measured over 3 seeds
+in x64: 3.01 ± 0.11, 3.04 ± 0.09, 2.90 ± 0.09 against 2.995).
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lambda_hat as lh
+from lambda_hat.targets import gaussian_expected_llc, linear_regression, pure_potential
+from conftest import assert_close_to_exact
+
+A = np.logspace(0, 3, 6)
+NBETA = 1000 / np.log(1000)
+
+
+def ill_loss(w, batch):
+    del batch
+    return 0.5 * jnp.sum(jnp.asarray(A, w.dtype) * w**2)
+
+
+@pytest.mark.parametrize("make", [lambda: linear_regression(d=5, seed=1), lambda: pure_potential(d=8, seed=3)],
+                         ids=["linreg", "potential"])
+def test_matches_exact_quadratic(make):
+    t = make()
+    r = lh.sample(t.loss_fn, t.params, t.data, kernel="rmsprop_sgld", key=3, num_chains=4, num_draws=8000,
+                  num_warmup=2000, step_size=1e-3)
+    assert_close_to_exact(r, t.expected_llc(r.nbeta, r.gamma), rel=0.05)
+
+
+def test_beats_sgld_on_badly_scaled_hessian():
+    data, w0 = jnp.zeros((1000, 1)), jnp.zeros(6)
+    exact = gaussian_expected_llc(np.diag(A), np.zeros(6), NBETA, 1.0)
+    budget = dict(key=1, num_chains=4, num_draws=40000, num_warmup=5000)
+    rms = lh.sample(ill_loss, w0, data, kernel="rmsprop_sgld", step_size=1e-4, **budget)
+    sgld = lh.sample(ill_loss, w0, data, kernel="sgld", step_size=0.04 / (NBETA * A.max() + 1), **budget)
+    assert rms.grad_evals == sgld.grad_evals
+    assert_close_to_exact(rms, exact, rel=0.05)
+    # same gradient budget: RMSProp-SGLD's error bar is the smaller one (higher ESS per gradient);
+    # which point estimate lands closer varies by seed, so that is not asserted
+    assert rms.llc_se < 0.8 * sgld.llc_se, (rms.llc_se, sgld.llc_se)
+
+
+@pytest.mark.parametrize("option, value, pattern", [
+    ("alpha", 1.0, r"alpha: expected a number in \(0, 1\)"),
+    ("stabilizer", 0.0, r"stabilizer: expected a finite number > 0"),
+    ("freeze", "no", r"freeze: expected True or False"),
+    ("beta1", 0.9, r"beta1: not an option of kernel 'rmsprop_sgld'"),
+])
+def test_bad_options(option, value, pattern):
+    t = linear_regression(d=3, seed=0)
+    with pytest.raises(ValueError, match=pattern):
+        lh.sample(t.loss_fn, t.params, t.data, kernel="rmsprop_sgld", **{option: value})
