@@ -46,10 +46,10 @@ def _demo(args: argparse.Namespace) -> int:
             wall = time.perf_counter() - start
         rows.append((kernel, r, wall, len(caught)))
     exact = target.expected_llc(rows[0][1].nbeta, rows[0][1].gamma) if target.lam is not None else None
-    head = f"{'kernel':<7} {'λ̂':>9} {'MCSE':>8} {'R-hat':>7} {'ESS':>8} {'grad evals':>11} {'compile s':>10} {'run s':>7} {'warnings':>8}"
+    head = f"{'kernel':<12} {'λ̂':>9} {'MCSE':>8} {'R-hat':>7} {'ESS':>8} {'grad evals':>11} {'compile s':>10} {'run s':>7} {'warnings':>8}"
     print("\n" + head + "\n" + "-" * len(head))
     for kernel, r, wall, nwarn in rows:
-        print(f"{kernel:<7} {r.llc:9.4f} {r.llc_se:8.4f} {r.diagnostics['rhat']:7.3f} {r.diagnostics['ess']:8.0f} "
+        print(f"{kernel:<12} {r.llc:9.4f} {r.llc_se:8.4f} {r.diagnostics['rhat']:7.3f} {r.diagnostics['ess']:8.0f} "
               f"{r.grad_evals:11,} {r.timings['compile_s']:10.2f} {r.timings['run_s']:7.2f} {nwarn:8d}")
     if exact is not None:
         print(f"exact E[λ̂] at nβ = {rows[0][1].nbeta:.4g}, γ = {rows[0][1].gamma:g}: {exact:.4f}")
