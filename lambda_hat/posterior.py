@@ -269,6 +269,12 @@ class LocalPosterior:
             total = total + self.batch_loss(w, tail) * rest
         return total / n
 
+    def excess_loss(self, w: jax.Array, batch: Any | None = None) -> jax.Array:
+        """L_B(w) − L_n(w*) on ``batch`` (an unbiased estimate of L_n(w) − L_n(w*)); exact full
+        L_n(w) − L_n(w*) when ``batch`` is None."""
+        loss = self.full_loss(w) if batch is None else self.batch_loss(w, batch)
+        return loss - self.loss_at_wstar
+
     def localizer(self, w: jax.Array) -> jax.Array:
         """(γ/2)·‖w − w*‖²."""
         v = w - self.w_star

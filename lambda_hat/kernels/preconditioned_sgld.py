@@ -61,8 +61,7 @@ def build_kernel(*, alpha: float, stabilizer: float):
 
 def _loss_and_grad(posterior: LocalPosterior, w, batch):
     def tempered(x):
-        loss = posterior.full_loss(x) if batch is None else posterior.batch_loss(x, batch)
-        excess = loss - posterior.loss_at_wstar
+        excess = posterior.excess_loss(x, batch)
         return posterior.nbeta * excess, excess
 
     (_, excess), grad = jax.value_and_grad(tempered, has_aux=True)(w)

@@ -38,8 +38,7 @@ def excess_loss_and_grad(posterior: LocalPosterior, w: jax.Array, batch: Any | N
     """((log p̂(w), L_B(w) − L_n(w*)), ∇log p̂(w)) with one forward/backward pass."""
 
     def neg_potential(x):
-        loss = posterior.full_loss(x) if batch is None else posterior.batch_loss(x, batch)
-        excess = loss - posterior.loss_at_wstar
+        excess = posterior.excess_loss(x, batch)
         return -posterior.nbeta * excess - posterior.localizer(x), excess
 
     (logp, excess), grad = jax.value_and_grad(neg_potential, has_aux=True)(w)
