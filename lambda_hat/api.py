@@ -19,6 +19,7 @@ from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import say
 from lambda_hat.result import LLCResult
+from lambda_hat.sharding import ChainPlan, compile_plan, resolve_devices, run_plan
 
 _COMPILED: dict[Any, Any] = {}
 _COMPILED_MAX = 64
@@ -60,21 +61,22 @@ def _merge_options(spec: KernelSpec, given: dict[str, Any]) -> dict[str, Any]:
     return spec.check_options({**spec.options, **given})
 
 
-def _compiled_run(spec: KernelSpec, key: jax.Array, posterior: LocalPosterior, static: dict[str, Any]):
-    """AOT-compile the kernel's run for these shapes and settings, cached across calls."""
+def _compiled_run(spec: KernelSpec, key: jax.Array, posterior: LocalPosterior, static: dict[str, Any],
+                  devices: list[jax.Device]) -> tuple[ChainPlan, float]:
+    """AOT-compile the kernel's run for these shapes, settings and devices, cached across calls
+    (one program per device when the chains are split over several; see lambda_hat.sharding)."""
     leaves, treedef = jax.tree.flatten(posterior)
     avals = tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
-    cache_key = (spec.name, tuple(sorted(static.items())), treedef, avals)
+    cache_key = (spec.name, tuple(sorted(static.items())), treedef, avals, tuple(d.id for d in devices))
     if cache_key in _COMPILED:
         return _COMPILED[cache_key], 0.0
-    fn = jax.jit(lambda k, p: spec.run(k, p, **static))
     start = time.perf_counter()
-    compiled = fn.lower(key, posterior).compile()
+    plan = compile_plan(spec.run, static, key, posterior, devices)
     elapsed = time.perf_counter() - start
     if len(_COMPILED) >= _COMPILED_MAX:
         _COMPILED.pop(next(iter(_COMPILED)))
-    _COMPILED[cache_key] = compiled
-    return compiled, elapsed
+    _COMPILED[cache_key] = plan
+    return plan, elapsed
 
 
 def sample(
@@ -93,6 +95,7 @@ def sample(
     batch_size: int | None = None,
     chunk_size: int | None = None,
     mask: Any = None,
+    devices: Any = None,
     progress: bool = False,
     **kernel_options: Any,
 ) -> LLCResult:
@@ -110,8 +113,9 @@ def sample(
             the run dtype).
         kernel: one of ``lambda_hat.KERNELS`` ("sgld", ...).
         key: an int seed or a JAX PRNG key. The same key gives the same result.
-        num_chains: independent chains (run vectorized). Chain c uses fold_in(key, c), so adding
-            chains leaves the draws of existing chains unchanged.
+        num_chains: independent chains (run vectorized). Chain c draws its random numbers from
+            fold_in(key, c) whatever num_chains is; whether its draws are then bit-identical when
+            chains are added depends on the kernel (docs/kernels.md, "Keys, chains and devices").
         num_draws, num_warmup: kept draws and dropped warmup/burn-in steps per chain (kernel
             defaults when None).
         beta / nbeta: inverse temperature β or nβ directly (default β = 1/log n); not both.
@@ -120,6 +124,11 @@ def sample(
         chunk_size: examples per chunk when evaluating the full-batch loss.
         mask: sample only some weights (weight-restricted LLC): a pytree of booleans shaped like
             ``params`` or a predicate ``mask(path, leaf) -> bool``; see LocalPosterior.
+        devices: where to run the chains: None = all of ``jax.devices()``, an int k = the first k,
+            or a list of devices. With several devices the chains are split evenly over them (each
+            device runs a block; ``num_chains`` is padded up to a multiple of the device count with
+            extra chains that are dropped); chain c gets the same random numbers as on one device
+            (bit-identical draws for the SGLD family; see docs/kernels.md).
         progress: print progress to stderr (stages for every kernel; step counts inside the
             SGLD loop, via an asynchronous jax.debug.callback). Quiet by default.
         **kernel_options: options of the chosen kernel (e.g. ``step_size`` = ε for SGLD).
@@ -130,6 +139,7 @@ def sample(
     num_draws = positive_int("num_draws", spec.default_num_draws if num_draws is None else num_draws, minimum=4)
     num_warmup = positive_int("num_warmup", spec.default_num_warmup if num_warmup is None else num_warmup, minimum=0)
     rng_key = as_key(key)
+    devices = resolve_devices(devices)
     loss_fn, params = adapt_model(loss_fn, params)
     posterior = LocalPosterior(loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size,
                                mask=mask)
@@ -151,12 +161,13 @@ def sample(
         static["progress"] = True
     if progress:
         say(f"{spec.name}: d = {posterior.dim}, n = {posterior.n}, {num_chains} chains × "
-            f"({num_warmup} warmup + {num_draws} draws); compiling ...")
-    compiled, compile_s = _compiled_run(spec, rng_key, posterior, static)
+            f"({num_warmup} warmup + {num_draws} draws)"
+            + (f" on {len(devices)} devices" if len(devices) > 1 else "") + "; compiling ...")
+    plan, compile_s = _compiled_run(spec, rng_key, posterior, static, devices)
     if progress:
         say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
     start = time.perf_counter()
-    out: KernelOutput = jax.block_until_ready(compiled(rng_key, posterior))
+    out: KernelOutput = run_plan(plan, rng_key, posterior)
     run_s = time.perf_counter() - start
     if progress:
         say(f"{spec.name}: sampled in {run_s:.1f} s")
@@ -165,7 +176,7 @@ def sample(
     config = dict(
         kernel=spec.name, key=repr(key), num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup,
         beta=beta, nbeta=float(posterior.nbeta), gamma=float(posterior.gamma), batch_size=batch_size,
-        n=posterior.n, dim=posterior.dim, masked=mask is not None, dtype=str(posterior.dtype), chunk_size=posterior.chunk_size, **options,
+        n=posterior.n, dim=posterior.dim, masked=mask is not None, dtype=str(posterior.dtype), devices=len(devices), chunk_size=posterior.chunk_size, **options,
     )
     return _assemble(spec, posterior, out, config, compile_s, run_s, grad_norm, stationarity_shift,
                      exact_trace=batch_size is None or not spec.minibatch)
@@ -192,9 +203,20 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
         )
     if not valid.all():
         bad = np.flatnonzero(~valid).tolist()
+        finite = np.isfinite(llc_trace)
+
+        def why(c: int) -> str:
+            if not finite[c].all():
+                return f"chain {c}: first non-finite loss at draw {int(np.argmin(finite[c]))}"
+            if "nan_steps" in diag and diag["nan_steps"][c] > 0:
+                return f"chain {c}: {int(diag['nan_steps'][c])} steps hit a non-finite log-density"
+            return f"chain {c}: flagged by the kernel's checks (non-finite state or step, or never moved)"
+
+        what = "; ".join(why(c) for c in bad[:8]) + ("; ..." if len(bad) > 8 else "")
         messages.append(
             f"chains {bad} produced non-finite losses or diverged and are excluded from λ̂ "
-            f"({int(valid.sum())} of {len(valid)} chains used)"
+            f"({int(valid.sum())} of {len(valid)} chains used): {what}. The loss is NaN/Inf somewhere "
+            "the chains reached (e.g. a log of a negative number) or the step size is too large"
         )
     stats = llc_statistics(llc_trace[valid])
     extra = {k: np.asarray(v) for k, v in out.extra.items()}
@@ -219,7 +241,8 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
     if divergences.sum() > 0:
         messages.append(
             f"{int(divergences.sum())} divergent transitions (per chain: {divergences.tolist()}): "
-            "the step size is too large for parts of the posterior; λ̂ may be biased"
+            "the step size is too large for parts of the posterior, or the loss is NaN/Inf where "
+            "trajectories went (those proposals are rejected); λ̂ may be biased"
         )
     if exact_trace:
         below = float(np.mean(excess[valid] < -1e-6 * max(abs(loss_star), 1e-12)))

@@ -14,6 +14,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+from lambda_hat.sharding import is_first_shard
+
 _START: dict[str, float] = {}
 
 
@@ -38,7 +40,7 @@ def tick(t: jax.Array, total: int, label: str, enabled: bool) -> None:
         return
     every = max(total // 20, 1)
     jax.lax.cond(
-        (t % every == 0) | (t == total - 1),
+        ((t % every == 0) | (t == total - 1)) & is_first_shard(),
         lambda: jax.debug.callback(_report, t, total, label, ordered=False),
         lambda: None,
     )

@@ -27,11 +27,13 @@ import jax.numpy as jnp
 from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import tick
+from lambda_hat.sharding import chain_index
 
 
 def chain_keys(key: jax.Array, num_chains: int) -> jax.Array:
-    """Per-chain keys: chain c gets fold_in(key, c), independent of num_chains."""
-    return jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(num_chains))
+    """Per-chain keys: chain c gets fold_in(key, c), independent of num_chains and of how the
+    chains are split over devices (c is the global chain index)."""
+    return jax.vmap(lambda c: jax.random.fold_in(key, c))(chain_index(num_chains))
 
 
 def excess_loss_and_grad(posterior: LocalPosterior, w: jax.Array, batch: Any | None):

@@ -1,0 +1,151 @@
+"""Chains split over devices.
+
+Chains are independent, so with several devices the chains are cut into equal blocks and each
+device runs the *same* single-device program on its block (dispatched asynchronously, so the
+devices work at the same time); the blocks are then concatenated in chain order. Every kernel
+derives chain c's randomness from ``fold_in(key, c)`` with the *global* chain index
+(:func:`chain_index`), so a key gives the same draws whether the chains run on one device or on
+several. When ``num_chains`` is not a multiple of the device count the last block is padded with
+extra chains that are run and dropped.
+
+Why not one SPMD program (``jax.shard_map``/``pmap``)? XLA compiles multi-device programs
+slightly differently from single-device ones; the last-bit differences are amplified by the step
+size adaptation of HMC/NUTS into different trajectories, so "same key, same result" would only
+hold statistically. Running the single-device program per device keeps it exact (tested).
+The price is one compilation per device (done in parallel threads).
+
+Contract for a kernel's :class:`~lambda_hat.kernels.KernelOutput`: every array has a leading chain
+axis, except 0-d arrays in ``extra`` (settings shared by all chains).
+
+Several hosts: call ``jax.distributed.initialize()`` in every process before anything else and
+call ``sample`` with the same arguments in every process; each process runs the blocks of its own
+devices and the per-chain results are gathered (``multihost_utils.process_allgather``) so every
+process returns the full result. See docs/api.md.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import math
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_OFFSET: list[Any] = []  # the (traced) global index of this block's first chain, while tracing
+
+
+def resolve_devices(devices: Any) -> list[jax.Device]:
+    """``None`` = every device (``jax.devices()``); an int k = the first k; or a list of devices.
+
+    Returned in (process, id) order, the order in which chain blocks are assigned.
+    """
+    available = jax.devices()
+    if devices is None:
+        chosen = list(available)
+    elif isinstance(devices, bool):
+        raise TypeError(f"devices: expected None, an int or a list of jax devices, got {devices!r}")
+    elif isinstance(devices, int):
+        if not 1 <= devices <= len(available):
+            raise ValueError(f"devices: expected an int in [1, {len(available)}] (jax.devices() has "
+                             f"{len(available)}), got {devices}")
+        chosen = list(available[:devices])
+    else:
+        try:
+            chosen = list(devices)
+        except TypeError:
+            raise TypeError(f"devices: expected None, an int or a list of jax devices, "
+                            f"got {type(devices).__name__}") from None
+        if not chosen or not all(isinstance(d, jax.Device) for d in chosen):
+            raise TypeError(f"devices: expected a non-empty list of jax devices (e.g. jax.devices()), got {devices!r}")
+        if len({d.id for d in chosen}) != len(chosen):
+            raise ValueError(f"devices: the same device is listed twice in {chosen}")
+    return sorted(chosen, key=lambda d: (d.process_index, d.id))
+
+
+def chain_index(num_chains: int) -> jax.Array:
+    """Global indices of the chains run by this program (this device's block when split)."""
+    local = jnp.arange(num_chains)
+    return local + _OFFSET[-1] if _OFFSET else local
+
+
+def is_first_shard() -> jax.Array | bool:
+    """True in the block holding chain 0 (for progress output; always True when not split)."""
+    return _OFFSET[-1] == 0 if _OFFSET else True
+
+
+def padded_chains(num_chains: int, num_devices: int) -> int:
+    """The smallest multiple of num_devices that is >= num_chains."""
+    return math.ceil(num_chains / num_devices) * num_devices
+
+
+def block_program(run: Callable[..., Any], static: dict[str, Any]) -> Callable[..., Any]:
+    """``fn(key, posterior, first_chain)``: ``run`` for one block of chains whose first global
+    chain index is the traced int ``first_chain``."""
+
+    def fn(key, posterior, first_chain):
+        _OFFSET.append(first_chain)
+        try:
+            return run(key, posterior, **static)
+        finally:
+            _OFFSET.pop()
+
+    return fn
+
+
+class Block(NamedTuple):
+    device: jax.Device
+    first_chain: int
+    compiled: Any
+
+
+class ChainPlan(NamedTuple):
+    """Compiled per-device programs and how their blocks map to chains."""
+
+    blocks: tuple[Block, ...]  # this process's blocks, in chain order
+    num_chains: int
+    multiprocess: bool
+
+
+def compile_plan(run: Callable[..., Any], static: dict[str, Any], key: jax.Array, posterior: Any,
+                 devices: Sequence[jax.Device]) -> ChainPlan:
+    """Compile ``run`` (with num_chains = block size) for each local device, in parallel threads."""
+    num_chains = static["num_chains"]
+    block = padded_chains(num_chains, len(devices)) // len(devices)
+    fn = jax.jit(block_program(run, {**static, "num_chains": block}))
+    me = jax.process_index()
+    mine = [(i, d) for i, d in enumerate(devices) if d.process_index == me]
+
+    def compile_for(item):
+        i, device = item
+        args = jax.device_put((key, posterior, jnp.int32(i * block)), device)
+        return Block(device, i * block, fn.lower(*args).compile())
+
+    if len(mine) == 1:
+        blocks = [compile_for(mine[0])]
+    else:
+        with concurrent.futures.ThreadPoolExecutor(len(mine)) as pool:
+            blocks = list(pool.map(compile_for, mine))
+    return ChainPlan(tuple(blocks), num_chains, len({d.process_index for d in devices}) > 1)
+
+
+def run_plan(plan: ChainPlan, key: jax.Array, posterior: Any) -> Any:
+    """Run every block (asynchronously, all devices at once) and join them in chain order.
+
+    Returns the kernel's output pytree with numpy leaves, sliced to ``num_chains`` chains.
+    """
+    outs = [b.compiled(*jax.device_put((key, posterior, jnp.int32(b.first_chain)), b.device)) for b in plan.blocks]
+    if len(outs) == 1 and not plan.multiprocess:
+        joined = jax.tree.map(np.asarray, jax.block_until_ready(outs[0]))
+    else:
+        joined = jax.tree.map(lambda *xs: np.asarray(xs[0]) if np.ndim(xs[0]) == 0
+                              else np.concatenate([np.asarray(x) for x in xs]), *outs)
+    if plan.multiprocess:  # every process gets the blocks of all processes, in process order
+        from jax.experimental import multihost_utils
+
+        gathered = multihost_utils.process_allgather(joined)
+        joined = jax.tree.map(lambda g, x: np.asarray(x) if np.ndim(x) == 0
+                              else np.asarray(g).reshape((-1,) + np.shape(x)[1:]), gathered, joined)
+    return jax.tree.map(lambda x: x if np.ndim(x) == 0 else x[:plan.num_chains], joined)
