@@ -112,3 +112,48 @@ def test_devices_accepts_a_list_and_records_the_count():
     r = lh.sample(t.loss_fn, t.params, t.data, num_draws=10, num_warmup=0, step_size=1e-4,
                   devices=jax.devices()[:1])
     assert r.config["devices"] == 1
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys, warnings
+    import jax
+    pid, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2, process_id=pid)
+    import numpy as np
+    import lambda_hat as lh
+    from lambda_hat.targets import linear_regression
+
+    warnings.simplefilter("ignore")
+    assert len(jax.devices()) == 2 and len(jax.local_devices()) == 1
+    t = linear_regression(d=4, n=200, seed=0)
+    r = lh.sample(t.loss_fn, t.params, t.data, key=11, num_chains=3, num_draws=200, step_size=1e-3,
+                  batch_size=50, num_warmup=50)
+    assert r.config["devices"] == 2
+    np.save(out, r.llc_trace)
+    """
+)
+
+
+def test_two_processes_with_jax_distributed_match_one_process(tmp_path):
+    """The multi-host recipe of docs/api.md, on one machine: two CPU processes, one device each."""
+    import socket
+
+    import numpy as np
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(i), port, str(tmp_path / f"trace{i}.npy")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    t = linear_regression(d=4, n=200, seed=0)
+    one = lh.sample(t.loss_fn, t.params, t.data, key=11, num_chains=3, num_draws=200, step_size=1e-3,
+                    batch_size=50, num_warmup=50, devices=1)
+    for i in range(2):  # every process returns the full result, equal to the one-process run
+        np.testing.assert_array_equal(np.load(tmp_path / f"trace{i}.npy"), one.llc_trace)
