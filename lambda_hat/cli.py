@@ -17,6 +17,7 @@ from typing import Sequence
 DEMO_SETTINGS = {
     "sgld": dict(step_size=5e-4, num_draws=8000, num_warmup=2000),
     "rmsprop_sgld": dict(step_size=1e-3, num_draws=8000, num_warmup=2000),
+    "adam_sgld": dict(step_size=2e-4, num_draws=16000, num_warmup=2000),
     "hmc": dict(num_draws=800, num_warmup=500),
     "nuts": dict(num_draws=800, num_warmup=500, max_num_doublings=8),
     "mclmc": dict(num_draws=4000, num_warmup=1000),

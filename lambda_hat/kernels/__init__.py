@@ -5,11 +5,11 @@ from __future__ import annotations
 from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.hmc import HMC, NUTS
 from lambda_hat.kernels.mclmc import MCLMC
-from lambda_hat.kernels.preconditioned_sgld import RMSPROP_SGLD
+from lambda_hat.kernels.preconditioned_sgld import ADAM_SGLD, RMSPROP_SGLD
 from lambda_hat.kernels.sgld import SGLD
 from lambda_hat.kernels.vi import VI
 
-KERNELS: dict[str, KernelSpec] = {spec.name: spec for spec in (SGLD, RMSPROP_SGLD, HMC, NUTS, MCLMC, VI)}
+KERNELS: dict[str, KernelSpec] = {spec.name: spec for spec in (SGLD, RMSPROP_SGLD, ADAM_SGLD, HMC, NUTS, MCLMC, VI)}
 
 
 def get_kernel(name: str) -> KernelSpec:
