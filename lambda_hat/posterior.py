@@ -49,16 +49,22 @@ def _cast_data(data: Any, dtype: jnp.dtype) -> Any:
     """Floating leaves -> run dtype; integer/bool leaves (labels, indices) kept as they are."""
 
     def cast(path, leaf):
+        name = jax.tree_util.keystr(path) or "<root>"
+        kind = np.asarray(leaf).dtype if not isinstance(leaf, jax.Array) else leaf.dtype
+        if jnp.issubdtype(kind, jnp.complexfloating):
+            raise TypeError(f"data: leaf {name} is complex; expected real arrays")
+        if not (jnp.issubdtype(kind, jnp.number) or jnp.issubdtype(kind, jnp.bool_)):
+            raise TypeError(
+                f"data: leaf {name} has dtype {kind}; expected numeric arrays (floats are cast to "
+                f"the run dtype {jnp.dtype(dtype).name}; integer and bool leaves are kept)"
+            )
         arr = jnp.asarray(leaf)
         if jnp.issubdtype(arr.dtype, jnp.floating):
+            arr = arr.astype(dtype)  # checked after the cast: float64 values beyond float32 overflow
             if not bool(jnp.all(jnp.isfinite(arr))):
                 raise ValueError(
-                    f"data: leaf {jax.tree_util.keystr(path) or '<root>'} contains NaN or Inf; "
-                    "expected finite values"
+                    f"data: leaf {name} contains NaN or Inf (as {arr.dtype.name}); expected finite values"
                 )
-            return arr.astype(dtype)
-        if jnp.issubdtype(arr.dtype, jnp.complexfloating):
-            raise TypeError(f"data: leaf {jax.tree_util.keystr(path)} is complex; expected real arrays")
         return arr
 
     return jax.tree_util.tree_map_with_path(cast, data)
@@ -72,23 +78,32 @@ def _mask_indices(mask: Any, params: Any, spec: FlatSpec) -> np.ndarray:
         for (path, leaf), shape in zip(path_leaves, spec.shapes):
             chosen = mask(jax.tree_util.keystr(path), leaf)
             if not isinstance(chosen, (bool, np.bool_)):
-                raise ValueError(f"mask: a predicate must return True or False per leaf, got {chosen!r} for {jax.tree_util.keystr(path)}")
+                raise ValueError(
+                    f"mask: a predicate must return True or False per leaf, got {chosen!r} for "
+                    f"{jax.tree_util.keystr(path) or '<root>'}"
+                )
             flags.append(np.full(int(np.prod(shape)), bool(chosen)))
     else:
         try:
-            mask_leaves = jax.tree.leaves(jax.tree.map(lambda _, m: m, params, mask))
+            # None counts as a leaf here (it would silently drop out otherwise and shift the flags)
+            mask_leaves = jax.tree.leaves(jax.tree.map(lambda _, m: m, params, mask), is_leaf=lambda x: x is None)
         except (ValueError, TypeError) as err:
             raise ValueError(f"mask: expected a pytree of booleans with the structure of params ({err})") from None
         flags = []
+        if len(mask_leaves) != len(path_leaves):
+            raise ValueError(
+                f"mask: expected one boolean leaf per parameter leaf ({len(path_leaves)}), got {len(mask_leaves)}"
+            )
         for (path, _), shape, m in zip(path_leaves, spec.shapes, mask_leaves):
             arr = np.asarray(m)
+            name = jax.tree_util.keystr(path) or "<root>"
             if arr.dtype != np.bool_:
-                raise ValueError(f"mask: leaf {jax.tree_util.keystr(path)} has dtype {arr.dtype}; expected booleans")
+                raise ValueError(f"mask: leaf {name} is {m!r:.40} with dtype {arr.dtype}; expected booleans")
             try:
                 flags.append(np.broadcast_to(arr, shape).ravel())
             except ValueError:
                 raise ValueError(
-                    f"mask: leaf {jax.tree_util.keystr(path)} has shape {arr.shape}, not broadcastable to the parameter shape {shape}"
+                    f"mask: leaf {name} has shape {arr.shape}, not broadcastable to the parameter shape {shape}"
                 ) from None
     flat = np.concatenate(flags)
     if not flat.any():
@@ -96,20 +111,27 @@ def _mask_indices(mask: Any, params: Any, spec: FlatSpec) -> np.ndarray:
     return np.flatnonzero(flat)
 
 
+def _real(name: str, value: Any, expected: str, ok: Callable[[float], bool]) -> float:
+    """A real scalar (Python/NumPy number or 0-d array) passing ``ok``, else an error naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected {expected}, got {value!r:.60}") from None
+    if not (math.isfinite(out) and ok(out)):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return out
+
+
 def resolve_nbeta(n: int, beta: float | None, nbeta: float | None) -> float:
     """nβ from either β or nβ (default β* = 1/log n). Giving both is an error."""
     if beta is not None and nbeta is not None:
         raise ValueError(f"beta and nbeta: give at most one of them, got beta={beta} and nbeta={nbeta}")
     if nbeta is not None:
-        value = float(nbeta)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"nbeta: expected a finite number > 0, got {nbeta!r}")
-        return value
+        return _real("nbeta", nbeta, "a finite number > 0", lambda v: v > 0)
     if beta is not None:
-        value = float(beta)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"beta: expected a finite number > 0, got {beta!r}")
-        return n * value
+        return n * _real("beta", beta, "a finite number > 0", lambda v: v > 0)
     return n / math.log(n)
 
 
@@ -150,22 +172,24 @@ class LocalPosterior:
         if not callable(loss_fn):
             raise TypeError(f"loss_fn: expected a callable loss_fn(params, batch) -> scalar, got {type(loss_fn).__name__}")
         dtype = float_dtype()
-        if not all(bool(jnp.all(jnp.isfinite(jnp.asarray(x)))) for x in jax.tree.leaves(params)
-                   if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)):
-            raise ValueError("params: w* contains NaN or Inf; expected finite values")
-        w_full, spec = ravel(params, dtype)
+        w_full, spec = ravel(params, dtype)  # TypeError naming params for non-float leaves
+        if not bool(jnp.all(jnp.isfinite(w_full))):  # checked after the cast to the run dtype
+            raise ValueError(f"params: w* contains NaN or Inf (as {dtype.name}); expected finite values")
         free_idx = None if mask is None else jnp.asarray(_mask_indices(mask, params, spec))
         w_star = w_full if free_idx is None else w_full[free_idx]
         n = _leading_length(data)
         if n < 2:
             raise ValueError(f"data: expected n >= 2 examples along the leading axis, got n={n}")
         data = _cast_data(data, dtype)
-        gamma_value = float(gamma)
-        if not (math.isfinite(gamma_value) and gamma_value >= 0):
-            raise ValueError(f"gamma: expected a finite number >= 0, got {gamma!r}")
-        chunk = DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)
-        if chunk < 1:
-            raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
+        gamma_value = _real("gamma", gamma, "a finite number >= 0", lambda v: v >= 0)
+        if chunk_size is None:
+            chunk = DEFAULT_CHUNK_SIZE
+        elif isinstance(chunk_size, (bool, np.bool_)) or not isinstance(chunk_size, (int, np.integer)):
+            raise TypeError(f"chunk_size: expected a positive integer (or None), got {chunk_size!r}")
+        elif chunk_size < 1:
+            raise ValueError(f"chunk_size: expected a positive integer (or None), got {chunk_size!r}")
+        else:
+            chunk = int(chunk_size)
         self.loss_fn = loss_fn
         self.spec = spec
         self.n = n

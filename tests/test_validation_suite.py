@@ -3,7 +3,12 @@
 regenerated from JSON, and the exit status reflects failures."""
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
+import jax
 import pytest
 
 from validation import __main__ as cli
@@ -54,8 +59,82 @@ def test_failing_case_gives_nonzero_exit(tmp_path, monkeypatch):
     assert cli.main(["--case", "strict", "--kernel", "sgld", "--out", str(tmp_path)]) == 1
 
 
-def test_bad_cli_arguments(tmp_path):
-    with pytest.raises(SystemExit):
-        cli.main(["--case", "no_such_case", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        cli.main(["--kernel", "no_such_kernel", "--out", str(tmp_path)])
+def _results_file(tmp_path, text):
+    (tmp_path / "results.json").write_text(text)
+
+
+X64 = bool(jax.config.jax_enable_x64)
+BAD_CLI = [
+    ("unknown kernel", ["--kernel", "no_such_kernel"], None, r"--kernel: unknown kernel\(s\) \['no_such_kernel'\]; expected some of"),
+    ("unknown case", ["--case", "no_such_case"], None, r"--case: unknown case\(s\) \['no_such_case'\]; expected some of"),
+    ("unknown profile", ["--profile", "huge"], None, r"argument --profile: invalid choice: 'huge'"),
+    ("non-integer seed", ["--seed", "abc"], None, r"argument --seed: invalid int value"),
+    ("unknown flag", ["--frobnicate"], None, r"unrecognized arguments: --frobnicate"),
+    ("resume without results", ["--resume"], None, r"--resume: no results file at .*results.json"),
+    ("resume from corrupt JSON", ["--resume"], '{"meta": {}, "results": [', r"--resume: cannot read .*results.json as JSON"),
+    ("resume from a non-results file", ["--resume"], "[1, 2]", r"--resume: .*results.json is not a validation results file"),
+    ("resume from records without names", ["--resume"], '{"results": [{"llc": 1.0}]}', r"--resume: .* is not a validation results file"),
+    ("resume from another profile", ["--resume", "--profile", "quick"], '{"meta": {"profile": "full"}, "results": []}',
+     r"--resume: .* holds results of profile 'full', not 'quick'"),
+    ("resume from another precision", ["--resume"], json.dumps({"meta": {"x64": not X64}, "results": []}),
+     r"--resume: .* holds float(32|64) results; this run is float(32|64)"),
+]
+
+
+@pytest.mark.parametrize("argv,results,pattern", [c[1:] for c in BAD_CLI], ids=[c[0] for c in BAD_CLI])
+def test_bad_cli_arguments(tmp_path, capsys, argv, results, pattern):
+    """Exit status 2 (argparse's usage error) and a message that names the argument; nothing run."""
+    if results is not None:
+        _results_file(tmp_path, results)
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--case", "potential_d8", "--kernel", "sgld", "--out", str(tmp_path)]
+                 if argv[0] not in ("--kernel", "--case") else [*argv, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+    if results is not None:  # a bad results file is left as it was, for the user to look at
+        assert (tmp_path / "results.json").read_text() == results
+
+
+def test_bad_cli_argument_exit_status_from_the_shell(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "validation", "--resume", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "--resume: no results file" in proc.stderr
+
+
+def test_results_are_written_as_each_case_finishes(tmp_path, monkeypatch):
+    """Long runs lose nothing: each finished pair is in results.json before the next starts, so an
+    interrupted run keeps what it finished and --resume picks up from there."""
+    seen = []
+
+    def record(case, kernel):
+        return dict(case=case.name, family=case.family, kernel=kernel, status="pass", reference=1.0,
+                    llc=1.0, llc_se=0.1, wall_s=0.0)
+
+    def fake_run_one(case, kernel, target, profile, seed):
+        on_disk = json.loads((tmp_path / "results.json").read_text())
+        seen.append([(r["case"], r["status"]) for r in on_disk["results"]])
+        if case.name == "interrupted":
+            raise KeyboardInterrupt  # not an Exception: the run stops here, as on Ctrl-C
+        return record(case, kernel)
+
+    def build():
+        return None
+
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    first, broken = Case("first", "quadratic", build), Case("broken", "quadratic", lambda: 1 / 0)
+    later = Case("interrupted", "quadratic", build)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run([first, broken, later], ["sgld"], tmp_path, profile="quick", resume=False)
+    # "broken" fails in case.build (run_one is never called); before "interrupted" ran, both the
+    # finished "first" and broken's error were already on disk
+    assert seen == [[], [("first", "pass"), ("broken", "error")]]
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["case"], r["status"]) for r in doc["results"]] == [("first", "pass"), ("broken", "error")]
+    assert "ZeroDivisionError" in doc["results"][1]["error"] and "Traceback" in doc["results"][1]["traceback"]
+    # resuming runs only what is not finished (errors are retried)
+    seen.clear()
+    monkeypatch.setattr(runner, "run_one", lambda case, kernel, *a: record(case, kernel))
+    doc = runner.run([first, broken, later], ["sgld"], tmp_path, profile="quick", resume=True)
+    assert [(r["case"], r["status"]) for r in doc["results"]] == [("first", "pass"), ("broken", "error"), ("interrupted", "pass")]

@@ -449,9 +449,10 @@ def test_vmap_scan_shapes_dtypes():
     chex.assert_shape(out["resp"], (M,))
     chex.assert_shape(out["x"], (n, 11, d))
     np.testing.assert_allclose(eq.value, eq_exact.value, rtol=1e-4)  # H = 2I: no probe noise
-    for field in info:
+    for name, field in info._asdict().items():
         chex.assert_shape(field, (T, n))
-        chex.assert_type(field, dtype)
+        chex.assert_type(field, bool if name == "rejected" else dtype)
+    assert not np.asarray(info.rejected).any()
     assert np.all(np.asarray(st2.baseline_weight) > 0)
     chex.assert_trees_all_close(
         info.weight_entropy[0], jnp.full((n,), np.log(M), dtype), rtol=1e2 * EPS
@@ -483,3 +484,30 @@ def test_top_level_api_and_validation():
         mfa.init(d, opt, num_components=0, rank=1, rng_key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="rank"):
         mfa.init(d, opt, num_components=1, rank=0, rng_key=jax.random.PRNGKey(0))
+
+
+def test_non_finite_step_is_rejected():
+    """A draw where log p~ is NaN (or the gradient is) rejects the whole step: the state,
+    optimizer state and baseline are returned unchanged and info.rejected is set; finite
+    steps go on as before."""
+    d, M, r = 3, 2, 1
+    opt = optax.adam(1e-2)
+    st = _state(d, M, r, scale=0.5)
+    st = st._replace(opt_state=opt.init(_params(st)))
+
+    def logp_nan_beyond(t):
+        # the log of a negative number for v[0] > t: NaN there, a Gaussian elsewhere
+        return lambda v: -0.5 * jnp.sum(v * v) + 0.0 * jnp.log(t - v[0])
+
+    @jax.jit
+    def one_step(key, t):
+        return mfa.step(key, st, logp_nan_beyond(t), opt, 8)
+
+    keys = _keys(5, 2)
+    bad, bad_info = one_step(keys[0], jnp.asarray(0.0, FLOAT))  # about half of the 16 draws are NaN
+    assert bool(bad_info.rejected)
+    chex.assert_trees_all_equal(bad, st)  # nothing moved, not even Adam's step count
+    good, good_info = one_step(keys[1], jnp.asarray(100.0, FLOAT))  # no draw is NaN
+    assert not bool(good_info.rejected)
+    chex.assert_tree_all_finite(_params(good))
+    assert not np.allclose(np.asarray(good.rho), np.asarray(st.rho))

@@ -36,6 +36,9 @@ def main(argv=None) -> int:
         parser.error(f"--kernel: unknown kernel(s) {unknown}; expected some of {sorted(lh.KERNELS)}")
     try:
         cases = cases_for(args.profile, args.case)
+        if args.resume:  # checked before any work: a bad file is an argument error (exit 2)
+            records.load_for_resume(args.out / "results.json", profile=args.profile,
+                                    x64=bool(jax.config.jax_enable_x64))
     except ValueError as err:
         parser.error(str(err))
     print(f"validation: profile {args.profile}, {len(cases)} cases × {len(kernels)} kernels, "

@@ -63,7 +63,11 @@ def boolean(name: str, value: Any) -> bool:
 
 
 def probability(name: str, value: Any) -> float:
-    out = positive_float(name, value)
+    """Check a number strictly between 0 and 1."""
+    try:
+        out = positive_float(name, value)
+    except ValueError:
+        raise ValueError(f"{name}: expected a number in (0, 1), got {value!r}") from None
     if not out < 1:
         raise ValueError(f"{name}: expected a number in (0, 1), got {value!r}")
     return out

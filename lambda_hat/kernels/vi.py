@@ -23,6 +23,13 @@ nβ·(mean_s[L_n(w*+v_s) − L* − ½v_sᵀHv_s] + E_q[½vᵀHv]) is reported b
 ``diagnostics["llc_cv"]`` ± ``llc_cv_se``. On a quadratic loss it is exact up to the
 Hutchinson error, so it measures the fit, not the sampling noise.
 
+Numerical faults: an optimisation step whose ELBO estimate or gradient is not finite (log p̃ NaN
+or ±Inf at one of its draws) is rejected by ``mfa.step`` (state unchanged) and counted in
+``diagnostics["rejected_steps"]``; a fit whose final state or evaluation losses are not finite is
+flagged (``diagnostics`` ``valid`` False), so it is excluded from λ̂ with a warning, like a
+diverged chain. ``final_elbo`` averages the accepted steps only; ``extra["elbo_trace"]`` keeps
+the raw per-step estimates, non-finite exactly at the rejected steps.
+
 Initial diagonal scale: s_i = 1/sqrt(nβ·max(Ĥ_ii, 0) + γ), with Ĥ_ii a Hutchinson estimate of
 the Hessian diagonal at w* (``num_probes`` HVPs), i.e. the posterior scale of a diagonal
 quadratic. Expect q to under-disperse in flat, curved directions of singular models, which
@@ -104,9 +111,15 @@ def run_vi(
         state, info = jax.lax.scan(opt_step, state, jnp.arange(num_warmup))
         vs = mfa.sample(k_draw, state, num_draws)
         excess = jax.lax.map(lambda v: posterior.full_loss(posterior.w_star + v) - posterior.loss_at_wstar, vs)
+        tail = jnp.where(info.rejected, jnp.nan, info.elbo)[-max(1, num_warmup // 20):]
+        state_ok = jnp.all(jnp.isfinite(mfa.scales(state))) & jnp.all(jnp.isfinite(state.loadings))
+        state_ok &= jnp.all(jnp.isfinite(state.logits))
         out = {"excess": excess, "elbo": info.elbo, "weight_entropy": info.weight_entropy[-1] if num_warmup else jnp.nan,
                "scale_min": jnp.min(mfa.scales(state)), "scale_max": jnp.max(mfa.scales(state)),
-               "final_elbo": jnp.mean(info.elbo[-max(1, num_warmup // 20):]) if num_warmup else jnp.nan}
+               "final_elbo": jnp.nanmean(tail) if num_warmup else jnp.nan,
+               "rejected_steps": jnp.sum(info.rejected.astype(jnp.int32)),
+               # a fit whose evaluation draws hit a non-finite loss is flagged (excluded from λ̂)
+               "valid": state_ok & jnp.all(jnp.isfinite(excess))}
         if control_variate:
             quad = jax.lax.map(lambda v: 0.5 * jnp.dot(v, hvp(v)), vs)
             eq = mfa.expected_quadratic(state, hvp, k_probe, num_probes=num_probes, exact=d <= exact_trace_max_dim)
@@ -123,7 +136,7 @@ def run_vi(
                                 + num_draws if control_variate else 0)
     grad_evals = opt_evals + 2 * probes_hvps
     data_passes = opt_evals * used / posterior.n + 2 * probes_hvps + num_draws
-    diagnostics = {k: res[k] for k in ("final_elbo", "weight_entropy", "scale_min", "scale_max")}
+    diagnostics = {k: res[k] for k in ("final_elbo", "weight_entropy", "scale_min", "scale_max", "rejected_steps", "valid")}
     extra = {"elbo_trace": res["elbo"]}
     if control_variate:
         extra["excess_loss_cv"] = res["excess_cv"]

@@ -86,6 +86,8 @@ class MFAInfo(NamedTuple):
     scale_min:      min_i s_i.
     scale_max:      max_i s_i.
     grad_norm:      global L2 norm of the ELBO-ascent gradient over (logits, rho, loadings).
+    rejected:       True when the step was rejected because the ELBO estimate or its gradient
+                    was not finite (e.g. log p~ is NaN for a draw); the state is then unchanged.
     """
 
     elbo: Array
@@ -95,6 +97,7 @@ class MFAInfo(NamedTuple):
     scale_min: Array
     scale_max: Array
     grad_norm: Array
+    rejected: Array
 
 
 class ExpectedQuadratic(NamedTuple):
@@ -418,6 +421,10 @@ def step(
     (which minimises), then params <- params + updates. The logits' score-gradient
     baseline is the bias-corrected moving average (decay ``baseline_decay``) of the
     previous steps' ELBO estimates (the current batch's estimate on the first step).
+
+    A step whose ELBO estimate or gradient is not finite (log p~ NaN or ±Inf at some draw, e.g.
+    a loss that takes the log of a negative number in part of the space) is rejected: the state,
+    optimizer state and baseline are returned unchanged and ``info.rejected`` is True.
     """
     dtype = state.rho.dtype
     has_baseline = state.baseline_weight > 0
@@ -425,15 +432,20 @@ def step(
     grads, elbo_hat, elbo_se, b = _grad_estimate(
         rng_key, state, logdensity_fn, num_samples, b_prev, has_baseline
     )
+    finite = jnp.isfinite(elbo_hat)
+    for g in jax.tree.leaves(grads):
+        finite &= jnp.all(jnp.isfinite(g))
     params = (state.logits, state.rho, state.loadings)
-    neg_grads = jax.tree.map(jnp.negative, grads)
+    # zeroed gradients on a rejected step keep NaN out of the optimizer's arithmetic entirely
+    neg_grads = jax.tree.map(lambda g: jnp.where(finite, -g, jnp.zeros_like(g)), grads)
     updates, opt_state = optimizer.update(neg_grads, state.opt_state, params)
     new_params = optax.apply_updates(params, updates)
 
     decay = jnp.asarray(baseline_decay, dtype)
-    new_baseline = decay * state.baseline + (1 - decay) * elbo_hat
+    new_baseline = decay * state.baseline + (1 - decay) * jnp.where(finite, elbo_hat, 0)
     new_weight = decay * state.baseline_weight + (1 - decay)
-    new_state = MFAState(*new_params, opt_state, new_baseline, new_weight, state.min_scale)
+    accepted = MFAState(*new_params, opt_state, new_baseline, new_weight, state.min_scale)
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), accepted, state)
 
     pi = jax.nn.softmax(state.logits)
     s = scales(state)
@@ -445,6 +457,7 @@ def step(
         scale_min=jnp.min(s),
         scale_max=jnp.max(s),
         grad_norm=optax.tree.norm(grads),
+        rejected=jnp.logical_not(finite),
     )
     return new_state, info
 
