@@ -3,7 +3,8 @@ lax.scan doing the same gradient work (same problem, chains, steps, batch size).
 
     python -m benchmarks.floor [--repeats 5]
 
-Prints medians of several runs (steady state, compile excluded) and the ratio, and writes
+Prints medians of several runs (steady state, compile excluded; lambda_hat and floor calls
+alternate so that load on a shared machine hits both) and the ratio, and writes
 benchmarks/results/floor.json. Compile time is reported separately; the second call with the
 same shapes must not compile again.
 """
@@ -13,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -56,13 +59,18 @@ def bare_sgld(loss_fn, w_star, data, *, num_chains, num_steps, batch_size, nbeta
     return run
 
 
-def median_time(fn, repeats):
-    times = []
+def interleaved(lib_call, floor_call, repeats):
+    """Alternate lambda_hat and floor calls (so load changes on a shared machine hit both);
+    returns per-repeat (whole call s, run_s, floor s)."""
+    rows = []
     for i in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(fn(i))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        result = lib_call(i)
+        call = time.perf_counter() - start
+        start = time.perf_counter()
+        jax.block_until_ready(floor_call(i))
+        rows.append((call, result.timings["run_s"], time.perf_counter() - start))
+    return rows
 
 
 def main(argv=None):
@@ -70,6 +78,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "floor.json")
     args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=lh.LLCWarning)  # short runs warn about R-hat; timing only
     loss_fn, params, data = tanh_mlp_problem()
     n = data[0].shape[0]
     nbeta = n / math.log(n)
@@ -81,25 +90,26 @@ def main(argv=None):
             t0 = time.perf_counter()
             first = lh.sample(loss_fn, params, data, key=0, **kw)
             first_total = time.perf_counter() - t0
-            lib = median_time(lambda i: lh.sample(loss_fn, params, data, key=i + 1, **kw).llc, args.repeats)
-            lib_run = statistics.median(
-                [lh.sample(loss_fn, params, data, key=i + 1, **kw).timings["run_s"] for i in range(args.repeats)])
             second_compile = lh.sample(loss_fn, params, data, key=99, **kw).timings["compile_s"]
             floor_fn = bare_sgld(loss_fn, params, data, num_chains=4, num_steps=draws, batch_size=batch_size, nbeta=nbeta)
             t0 = time.perf_counter()
             jax.block_until_ready(floor_fn(jax.random.key(0)))
             floor_first = time.perf_counter() - t0
-            floor = median_time(lambda i: floor_fn(jax.random.key(i + 1)), args.repeats)
+            runs = interleaved(lambda i: lh.sample(loss_fn, params, data, key=i + 1, **kw),
+                               lambda i: floor_fn(jax.random.key(i + 1)), args.repeats)
+            lib, lib_run, floor = (statistics.median(col) for col in zip(*runs))
+            pair_ratio = statistics.median(r / f for _, r, f in runs)
             row = dict(batch_size=batch_size or n, draws=draws, chains=4,
                        lambda_hat_call_s=lib, lambda_hat_run_s=lib_run, floor_s=floor,
-                       ratio_call=lib / floor, ratio_run=lib_run / floor,
+                       ratio_call=lib / floor, ratio_run=lib_run / floor, ratio_run_paired_median=pair_ratio,
+                       load_avg_1min=os.getloadavg()[0],
                        lambda_hat_first_call_s=first_total, lambda_hat_compile_s=first.timings["compile_s"],
                        floor_first_call_s=floor_first, second_call_compile_s=second_compile,
                        chain_steps_per_s=4 * draws / lib_run, llc=first.llc)
             rows.append(row)
             print(f"batch {row['batch_size']:>5} draws {draws:>5}: lambda_hat run {lib_run * 1e3:8.2f} ms "
                   f"(whole call {lib * 1e3:8.2f} ms), floor {floor * 1e3:8.2f} ms, ratio run/floor {row['ratio_run']:.2f} "
-                  f"(call/floor {row['ratio_call']:.2f}); compile {row['lambda_hat_compile_s']:.2f} s, "
+                  f"(paired median {pair_ratio:.2f}, call/floor {row['ratio_call']:.2f}); compile {row['lambda_hat_compile_s']:.2f} s, "
                   f"second compile {second_compile:.2f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(device=str(jax.devices()[0]), repeats=args.repeats, rows=rows), indent=1))

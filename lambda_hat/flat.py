@@ -28,11 +28,12 @@ class FlatSpec(NamedTuple):
 
     def unravel(self, flat: jax.Array) -> Any:
         """Flat vector (d,) -> pytree with the original shapes, in the flat vector's dtype."""
-        leaves, start = [], 0
-        for shape in self.shapes:
-            size = math.prod(shape)
-            leaves.append(jnp.reshape(flat[start : start + size], shape))
-            start += size
+        # jnp.split, not one slice per leaf: its transpose is a single concatenate, where
+        # per-leaf slices transpose to a pad per leaf plus adds (1.4× slower SGLD steps on a
+        # 337-parameter MLP, benchmarks/floor.py)
+        sizes = [math.prod(shape) for shape in self.shapes]
+        parts = jnp.split(flat, np.cumsum(sizes)[:-1].tolist()) if len(sizes) > 1 else [flat]
+        leaves = [jnp.reshape(part, shape) for part, shape in zip(parts, self.shapes)]
         return jax.tree.unflatten(self.treedef, leaves)
 
 
