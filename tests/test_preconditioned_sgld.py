@@ -21,9 +21,18 @@ A = np.logspace(0, 3, 6)
 NBETA = 1000 / np.log(1000)
 
 
-def ill_loss(w, batch):
-    del batch
-    return 0.5 * jnp.sum(jnp.asarray(A, w.dtype) * w**2)
+def diagonal_quadratic(eigenvalues):
+    """(loss, data, w*, exact E[λ̂]) for L(w) = ½ Σ a_i w_i² (the data are placeholders: n = 1000)."""
+    a = np.asarray(eigenvalues, np.float64)
+
+    def loss(w, batch):
+        del batch
+        return 0.5 * jnp.sum(jnp.asarray(a, w.dtype) * w**2)
+
+    return loss, jnp.zeros((1000, 1)), jnp.zeros(a.size), gaussian_expected_llc(np.diag(a), np.zeros(a.size), NBETA, 1.0)
+
+
+ill_loss, DATA, W0, EXACT = diagonal_quadratic(A)
 
 
 @pytest.mark.parametrize("make", [lambda: linear_regression(d=5, seed=1), lambda: pure_potential(d=8, seed=3)],
@@ -36,8 +45,7 @@ def test_matches_exact_quadratic(make):
 
 
 def test_beats_sgld_on_badly_scaled_hessian():
-    data, w0 = jnp.zeros((1000, 1)), jnp.zeros(6)
-    exact = gaussian_expected_llc(np.diag(A), np.zeros(6), NBETA, 1.0)
+    data, w0, exact = DATA, W0, EXACT
     budget = dict(key=1, num_chains=4, num_draws=40000, num_warmup=5000)
     rms = lh.sample(ill_loss, w0, data, kernel="rmsprop_sgld", step_size=1e-4, **budget)
     sgld = lh.sample(ill_loss, w0, data, kernel="sgld", step_size=0.04 / (NBETA * A.max() + 1), **budget)
@@ -79,8 +87,7 @@ def test_adam_sgld_lag_bias_is_first_order_in_step_size():
     """Adam-SGLD − RMSProp-SGLD with the same key (same noise, same frozen v): the paired
     difference isolates the lag bias of m̂. It must shrink in proportion to ε (measured: +5.8%
     at ε = 1e-4, +0.7% at 1e-5 on this target) — a consistent sampler, and the exact answer in the limit."""
-    data, w0 = jnp.zeros((1000, 1)), jnp.zeros(6)
-    exact = gaussian_expected_llc(np.diag(A), np.zeros(6), NBETA, 1.0)
+    data, w0, exact = DATA, W0, EXACT
     diffs = {}
     for eps in (1e-4, 1e-5):
         kw = dict(key=0, num_chains=4, num_draws=int(4 / eps), num_warmup=5000, step_size=eps)
@@ -98,15 +105,10 @@ def test_adam_sgld_beats_sgld_at_condition_1e4():
     direction needs ~1/(εκ_min) = 2.5e5 steps to relax: it reads 21–29% low, far outside its own
     MCSE (measured: keys 0–3, x32 and x64). Adam-SGLD at ε = 2e-5 reads +3% to +10% (its lag bias,
     larger here than on the 1e3 target because the preconditioned spread is √1e4; mean +5%); its
-    error was below half of SGLD's on all 8 of those runs. At condition 1e3 the two tie (relative RMSE 7.7% each over 6 seeds, docs/kernels.md)."""
+    error was below half of SGLD's on all 8 of those runs. At condition 1e3 the two tie (relative
+    RMSE 7.7% each over 6 seeds, docs/kernels.md)."""
     a = np.logspace(0, 4, 6)
-
-    def loss(w, batch):
-        del batch
-        return 0.5 * jnp.sum(jnp.asarray(a, w.dtype) * w**2)
-
-    data, w0 = jnp.zeros((1000, 1)), jnp.zeros(6)
-    exact = gaussian_expected_llc(np.diag(a), np.zeros(6), NBETA, 1.0)
+    loss, data, w0, exact = diagonal_quadratic(a)
     budget = dict(key=1, num_chains=16, num_draws=60000, num_warmup=5000)
     adam = lh.sample(loss, w0, data, kernel="adam_sgld", step_size=2e-5, **budget)
     sgld = lh.sample(loss, w0, data, kernel="sgld", step_size=0.04 / (NBETA * a.max() + 1), **budget)
