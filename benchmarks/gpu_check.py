@@ -28,7 +28,7 @@ KERNELS = {
     "adam_sgld": dict(step_size=1e-4, num_draws=40000, num_warmup=2000),
     "hmc": dict(),
     "nuts": dict(),
-    "mclmc": dict(),
+    "mclmc": dict(num_draws=4000),
     "vi": dict(),
 }
 
