@@ -97,6 +97,7 @@ def sample(
     mask: Any = None,
     devices: Any = None,
     progress: bool = False,
+    save_positions: bool = False,
     **kernel_options: Any,
 ) -> LLCResult:
     """Estimate the local learning coefficient λ(w*) of ``params`` = w*.
@@ -131,6 +132,10 @@ def sample(
             (bit-identical draws for the SGLD family; see docs/kernels.md).
         progress: print progress to stderr (stages for every kernel; step counts inside the
             SGLD loop, via an asynchronous jax.debug.callback). Quiet by default.
+        save_positions: also return the sampled parameters as ``result.positions`` (a pytree like
+            ``params`` with leaves of shape (num_chains, num_draws, *leaf shape): the points whose
+            losses are ``result.loss_trace``). Off by default: it takes num_chains × num_draws × d
+            numbers of memory, where the loss trace alone takes num_chains × num_draws.
         **kernel_options: options of the chosen kernel (e.g. ``step_size`` = ε for SGLD).
     """
     spec = get_kernel(kernel)
@@ -156,9 +161,13 @@ def sample(
             batch_size = None  # the full batch, exactly, without resampling
     if not isinstance(progress, bool):
         raise ValueError(f"progress: expected True or False, got {progress!r}")
+    if not isinstance(save_positions, bool):
+        raise ValueError(f"save_positions: expected True or False, got {save_positions!r}")
     static = dict(num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size, **options)
     if progress and "progress" in inspect.signature(spec.run).parameters:
         static["progress"] = True
+    if save_positions:
+        static["save_positions"] = True
     if progress:
         say(f"{spec.name}: d = {posterior.dim}, n = {posterior.n}, {num_chains} chains × "
             f"({num_warmup} warmup + {num_draws} draws)"
@@ -176,7 +185,8 @@ def sample(
     config = dict(
         kernel=spec.name, key=repr(key), num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup,
         beta=beta, nbeta=float(posterior.nbeta), gamma=float(posterior.gamma), batch_size=batch_size,
-        n=posterior.n, dim=posterior.dim, masked=mask is not None, dtype=str(posterior.dtype), devices=len(devices), chunk_size=posterior.chunk_size, **options,
+        n=posterior.n, dim=posterior.dim, masked=mask is not None, dtype=str(posterior.dtype), devices=len(devices),
+        chunk_size=posterior.chunk_size, save_positions=save_positions, **options,
     )
     return _assemble(spec, posterior, out, config, compile_s, run_s, grad_norm, stationarity_shift,
                      exact_trace=batch_size is None or not spec.minibatch)
@@ -269,4 +279,5 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
         grad_evals=int(np.sum(np.asarray(out.grad_evals))), data_passes=float(np.sum(np.asarray(out.data_passes))),
         valid_chains=valid, warnings=messages,
         extra=extra,
+        positions=None if out.positions is None else posterior.positions_tree(out.positions),
     )

@@ -36,6 +36,14 @@ class FlatSpec(NamedTuple):
         leaves = [jnp.reshape(part, shape) for part, shape in zip(parts, self.shapes)]
         return jax.tree.unflatten(self.treedef, leaves)
 
+    def unravel_numpy(self, flat: np.ndarray) -> Any:
+        """Host-side batched unravel: (..., d) numpy array -> pytree of (..., *leaf shape) arrays."""
+        lead = flat.shape[:-1]
+        sizes = [math.prod(shape) for shape in self.shapes]
+        parts = np.split(flat, np.cumsum(sizes)[:-1], axis=-1)
+        leaves = [part.reshape(lead + shape) for part, shape in zip(parts, self.shapes)]
+        return jax.tree.unflatten(self.treedef, leaves)
+
 
 def float_dtype() -> jnp.dtype:
     """The run dtype: float64 when JAX_ENABLE_X64 is on, otherwise float32."""

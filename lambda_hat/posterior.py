@@ -247,6 +247,16 @@ class LocalPosterior:
             return self.spec.unravel(w)
         return self.spec.unravel(self.w_full.at[self.free_idx].set(w))
 
+    def positions_tree(self, flat: np.ndarray) -> Any:
+        """Sampled flat positions (..., d) on the host -> parameter pytree of numpy arrays with
+        the same leading axes; masked-out weights are filled in at w*."""
+        flat = np.asarray(flat)
+        if self.free_idx is not None:
+            full = np.broadcast_to(np.asarray(self.w_full), flat.shape[:-1] + self.w_full.shape).copy()
+            full[..., np.asarray(self.free_idx)] = flat
+            flat = full
+        return self.spec.unravel_numpy(flat)
+
     def _check_loss_output(self) -> None:
         batch = jax.tree.map(lambda x: x[:2], self.data)
         try:

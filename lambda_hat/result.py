@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 _ARRAY_FIELDS = ("llc_per_chain", "loss_trace", "llc_trace", "valid_chains")
@@ -53,6 +54,10 @@ class LLCResult:
         warmup/tuning included; data_passes: the same work in full passes over the data.
     warnings: the warnings raised while sampling, as text.
     extra: kernel-specific traces (e.g. the VI ELBO trace).
+    positions: with ``sample(..., save_positions=True)``, the sampled parameters: a pytree like
+        ``params`` whose leaves have shape (chains, draws, *leaf shape), the points whose losses
+        are ``loss_trace``; None otherwise. ``save`` stores each leaf; ``load`` returns them as a
+        dict keyed by the leaf's path (``jax.tree_util.keystr``), since the tree type is not saved.
     """
 
     llc: float
@@ -72,6 +77,7 @@ class LLCResult:
     valid_chains: np.ndarray
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    positions: Any = field(default=None, repr=False)
 
     @property
     def num_chains(self) -> int:
@@ -135,10 +141,11 @@ class LLCResult:
         return self.summary()
 
     def to_dict(self, include_traces: bool = True) -> dict[str, Any]:
-        """A JSON-serialisable dict of every number (traces included unless asked not to)."""
+        """A JSON-serialisable dict of every number (traces included unless asked not to;
+        positions never: they are arrays of chains × draws × d, kept in ``save``'s .npz)."""
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
-            if not include_traces and name in ("loss_trace", "llc_trace", "extra"):
+            if name == "positions" or (not include_traces and name in ("loss_trace", "llc_trace", "extra")):
                 continue
             out[name] = _jsonable(getattr(self, name))
         return out
@@ -156,6 +163,9 @@ class LLCResult:
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAY_FIELDS}
         for key, value in self.extra.items():
             arrays[f"extra__{key}"] = np.asarray(value)
+        if self.positions is not None:
+            for path, leaf in jax.tree_util.tree_flatten_with_path(self.positions)[0]:
+                arrays[f"positions__{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
         np.savez(base.with_suffix(".npz"), **arrays)
         return base.with_suffix(".json")
 
@@ -169,11 +179,12 @@ class LLCResult:
         with np.load(base.with_suffix(".npz")) as npz:
             arrays = {k: npz[k] for k in npz.files}
         extra = {k[len("extra__"):]: v for k, v in arrays.items() if k.startswith("extra__")}
+        positions = {k[len("positions__"):]: v for k, v in arrays.items() if k.startswith("positions__")} or None
         kwargs = {name: arrays[name] for name in _ARRAY_FIELDS}
         for name in cls.__dataclass_fields__:
-            if name not in kwargs and name != "extra":
+            if name not in kwargs and name not in ("extra", "positions"):
                 kwargs[name] = meta[name]
         for key in ("llc", "llc_se", "loss_at_wstar", "nbeta", "gamma", "data_passes"):
             kwargs[key] = float(kwargs[key])
         kwargs["grad_evals"] = int(kwargs["grad_evals"])
-        return cls(extra=extra, **kwargs)
+        return cls(extra=extra, positions=positions, **kwargs)

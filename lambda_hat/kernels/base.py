@@ -23,6 +23,8 @@ class KernelOutput(NamedTuple):
     data_passes: (chains,) the same work in full-data passes (grad evals × batch size / n).
     diagnostics: per-chain arrays, kernel specific (acceptance, divergences, tuned step sizes, ...).
     extra: kernel-specific arrays that are not per-chain diagnostics (e.g. the ELBO trace).
+    positions: (chains, draws, d) flat positions whose losses are ``excess_loss`` (sampled
+        coordinates only when masked), when the run was asked to save them; otherwise None.
     """
 
     excess_loss: jax.Array
@@ -30,6 +32,7 @@ class KernelOutput(NamedTuple):
     data_passes: jax.Array
     diagnostics: dict[str, jax.Array]
     extra: dict[str, Any]
+    positions: jax.Array | None = None
 
 
 def positive_float(name: str, value: Any) -> float:

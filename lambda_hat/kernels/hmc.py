@@ -140,6 +140,7 @@ def _run_hmc_family(
     step_size: float | None,
     inverse_mass_matrix: float | tuple[float, ...] | None,
     target_acceptance_rate: float,
+    save_positions: bool = False,
 ) -> KernelOutput:
     dtype = posterior.dtype
     dim = posterior.dim
@@ -203,11 +204,11 @@ def _run_hmc_family(
                 steps + jnp.asarray(info.num_integration_steps, jnp.int32),
                 moves + jnp.any(new.position != state.position).astype(jnp.int32),
             )
-            return carry, excess
+            return carry, (excess, new.position if save_positions else None)
 
         zero_i = jnp.zeros((), jnp.int32)
         init = (state, jnp.zeros((), dtype), zero_i, zero_i, zero_i)
-        (_, acc, div, steps, moves), excess = jax.lax.scan(draw, init, jax.random.split(k_draw, num_draws))
+        (_, acc, div, steps, moves), (excess, positions) = jax.lax.scan(draw, init, jax.random.split(k_draw, num_draws))
         params_ok = jnp.isfinite(eps) & (eps > 0) & jnp.all(jnp.isfinite(imm) & (imm > 0))
         valid = jnp.all(jnp.isfinite(excess)) & params_ok & (moves > 0)
         diag = {
@@ -218,15 +219,16 @@ def _run_hmc_family(
             "warmup_grad_evals": warm_steps + 1,
             "valid": valid,
         }
-        return excess, 1 + warm_steps + steps, diag
+        return excess, 1 + warm_steps + steps, diag, positions
 
-    excess, evals, diag = jax.vmap(one_chain)(chain_keys(key, num_chains))
+    excess, evals, diag, positions = jax.vmap(one_chain)(chain_keys(key, num_chains))
     return KernelOutput(
         excess_loss=excess,
         grad_evals=evals,
         data_passes=evals.astype(dtype),
         diagnostics=diag,
         extra={},
+        positions=positions,
     )
 
 
@@ -243,6 +245,7 @@ def run_hmc(
     step_size: float | None,
     inverse_mass_matrix: float | tuple[float, ...] | None,
     target_acceptance_rate: float,
+    save_positions: bool = False,
 ) -> KernelOutput:
     """HMC (jittered trajectory length) after window adaptation; all chains vmapped."""
     del batch_size  # full batch only (KernelSpec.minibatch=False)
@@ -251,6 +254,7 @@ def run_hmc(
         key, posterior, algorithm=_JitteredHMC, extra={"num_steps_low": lo, "num_steps_high": hi},
         num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, step_size=step_size,
         inverse_mass_matrix=inverse_mass_matrix, target_acceptance_rate=target_acceptance_rate,
+        save_positions=save_positions,
     )
 
 
@@ -266,6 +270,7 @@ def run_nuts(
     step_size: float | None,
     inverse_mass_matrix: float | tuple[float, ...] | None,
     target_acceptance_rate: float,
+    save_positions: bool = False,
 ) -> KernelOutput:
     """NUTS (multinomial, iterative) after window adaptation; all chains vmapped.
 
@@ -277,6 +282,7 @@ def run_nuts(
         key, posterior, algorithm=blackjax.nuts, extra={"max_num_doublings": max_num_doublings},
         num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, step_size=step_size,
         inverse_mass_matrix=inverse_mass_matrix, target_acceptance_rate=target_acceptance_rate,
+        save_positions=save_positions,
     )
 
 

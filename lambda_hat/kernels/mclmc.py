@@ -83,6 +83,7 @@ def run_mclmc(
     inverse_mass_matrix: float | tuple[float, ...] | None,
     desired_energy_var: float,
     diagonal_preconditioning: bool,
+    save_positions: bool = False,
 ) -> KernelOutput:
     """Tune (or burn in), then sample; all chains vmapped in one program."""
     del batch_size  # full batch only (KernelSpec.minibatch=False)
@@ -150,10 +151,11 @@ def run_mclmc(
             excess = excess_loss(new.position, new.logdensity)
             nan_steps = nan_steps + jnp.logical_not(info.nonans).astype(jnp.int32)
             moves = moves + jnp.any(new.position != state.position).astype(jnp.int32)
-            return (new, nan_steps, moves), (excess, jnp.asarray(info.energy_change, dtype))
+            position = (new.position[:d] if pad else new.position) if save_positions else None
+            return (new, nan_steps, moves), (excess, jnp.asarray(info.energy_change, dtype), position)
 
         zero_i = jnp.zeros((), jnp.int32)
-        (_, nan_steps, moves), (excess, energy_change) = jax.lax.scan(
+        (_, nan_steps, moves), (excess, energy_change, positions) = jax.lax.scan(
             draw, (state, zero_i, zero_i), jax.random.split(k_draw, num_draws)
         )
         params_ok = jnp.isfinite(ell) & (ell > 0) & jnp.isfinite(eps) & (eps > 0)
@@ -167,9 +169,9 @@ def run_mclmc(
             "nan_steps": nan_steps,
             "valid": valid,
         }
-        return excess, diag
+        return excess, diag, positions
 
-    excess, diag = jax.vmap(one_chain)(chain_keys(key, num_chains))
+    excess, diag, positions = jax.vmap(one_chain)(chain_keys(key, num_chains))
     evals = jnp.full((num_chains,), 1 + 2 * (warm_steps + num_draws), jnp.int32)
     return KernelOutput(
         excess_loss=excess,
@@ -177,6 +179,7 @@ def run_mclmc(
         data_passes=evals.astype(dtype),
         diagnostics=diag,
         extra={},
+        positions=positions,
     )
 
 

@@ -106,7 +106,7 @@ def _loss_and_grad(posterior: LocalPosterior, w, batch):
 
 
 def _run_preconditioned(key, posterior: LocalPosterior, kernel, init_fn, label, *, num_chains, num_draws, num_warmup,
-                        batch_size, step_size, stabilizer, freeze, progress) -> KernelOutput:
+                        batch_size, step_size, stabilizer, freeze, progress, save_positions) -> KernelOutput:
     """All chains vmapped in one lax.scan (the loop shared with SGLD); warmup dropped."""
     eps = jnp.asarray(step_size, posterior.dtype)
 
@@ -117,8 +117,9 @@ def _run_preconditioned(key, posterior: LocalPosterior, kernel, init_fn, label, 
         return new, (excess, 1 / (jnp.sqrt(new.second_moment) + stabilizer))
 
     init_states = jax.vmap(init_fn)(jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim)))
-    excess, precond = run_chains(key, posterior, init_states, chain_step, num_draws=num_draws,
-                                 num_warmup=num_warmup, batch_size=batch_size, label=label, progress=progress)
+    excess, precond, positions = run_chains(
+        key, posterior, init_states, chain_step, num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size,
+        label=label, progress=progress, save_positions=save_positions, position_of=lambda state: state.position)
     evals = jnp.full((num_chains,), num_warmup + num_draws)
     used = posterior.n if batch_size is None else batch_size
     p_last = precond[-1]
@@ -126,28 +127,31 @@ def _run_preconditioned(key, posterior: LocalPosterior, kernel, init_fn, label, 
         excess_loss=excess, grad_evals=evals, data_passes=evals * (used / posterior.n),
         diagnostics={"precond_min": jnp.min(p_last, axis=-1), "precond_max": jnp.max(p_last, axis=-1)},
         extra={},
+        positions=positions,
     )
 
 
 def run_rmsprop_sgld(key, posterior: LocalPosterior, *, num_chains, num_draws, num_warmup, batch_size, step_size,
-                     alpha, stabilizer, freeze=True, progress=False) -> KernelOutput:
+                     alpha, stabilizer, freeze=True, progress=False, save_positions=False) -> KernelOutput:
     """RMSProp-SGLD: P = 1/(√v + a), drift −nβ∇L_B − γ(w − w*)."""
     dtype = posterior.dtype
     kernel = build_kernel(alpha=jnp.asarray(alpha, dtype), stabilizer=jnp.asarray(stabilizer, dtype))
     return _run_preconditioned(key, posterior, kernel, init, "rmsprop_sgld", num_chains=num_chains,
                                num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size,
-                               step_size=step_size, stabilizer=stabilizer, freeze=freeze, progress=progress)
+                               step_size=step_size, stabilizer=stabilizer, freeze=freeze, progress=progress,
+                               save_positions=save_positions)
 
 
 def run_adam_sgld(key, posterior: LocalPosterior, *, num_chains, num_draws, num_warmup, batch_size, step_size,
-                  beta1, alpha, stabilizer, freeze=True, progress=False) -> KernelOutput:
+                  beta1, alpha, stabilizer, freeze=True, progress=False, save_positions=False) -> KernelOutput:
     """Adam-SGLD: P = 1/(√v + a), drift −m̂ − γ(w − w*) with m̂ the bias-corrected EMA of nβ∇L_B."""
     dtype = posterior.dtype
     kernel = build_adam_kernel(beta1=jnp.asarray(beta1, dtype), alpha=jnp.asarray(alpha, dtype),
                                stabilizer=jnp.asarray(stabilizer, dtype))
     return _run_preconditioned(key, posterior, kernel, adam_init, "adam_sgld", num_chains=num_chains,
                                num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size,
-                               step_size=step_size, stabilizer=stabilizer, freeze=freeze, progress=progress)
+                               step_size=step_size, stabilizer=stabilizer, freeze=freeze, progress=progress,
+                               save_positions=save_positions)
 
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:

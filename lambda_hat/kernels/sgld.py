@@ -67,6 +67,7 @@ def run_sgld(
     step_size: float,
     mala_acceptance: bool = False,
     progress: bool = False,
+    save_positions: bool = False,
 ) -> KernelOutput:
     """All chains vmapped in one lax.scan; warmup steps are run and dropped."""
     h = 0.5 * step_size  # BlackJAX's step size
@@ -83,8 +84,9 @@ def run_sgld(
         return w_new, (excess, accept)
 
     init = jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim))
-    excess, accept = run_chains(key, posterior, init, chain_step, num_draws=num_draws, num_warmup=num_warmup,
-                                batch_size=batch_size, label="sgld", progress=progress)
+    excess, accept, positions = run_chains(key, posterior, init, chain_step, num_draws=num_draws,
+                                           num_warmup=num_warmup, batch_size=batch_size, label="sgld",
+                                           progress=progress, save_positions=save_positions)
     steps = num_warmup + num_draws
     evals = jnp.full((num_chains,), steps + (num_draws if mala_acceptance else 0))
     used = posterior.n if batch_size is None else batch_size
@@ -95,13 +97,15 @@ def run_sgld(
         data_passes=evals * (used / posterior.n),
         diagnostics=diagnostics,
         extra={},
+        positions=positions,
     )
 
 
 KEY_CHUNK = 256  # steps whose keys are drawn in one vectorized split
 
 
-def run_chains(key, posterior, init_state, chain_step, *, num_draws, num_warmup, batch_size, label, progress):
+def run_chains(key, posterior, init_state, chain_step, *, num_draws, num_warmup, batch_size, label, progress,
+               save_positions=False, position_of=lambda state: state):
     """The shared loop of the stochastic-gradient kernels: all chains vmapped in one lax.scan.
 
     ``chain_step(state, noise_key, batch, keep) -> (state, (excess, aux))`` is one chain's step;
@@ -109,7 +113,9 @@ def run_chains(key, posterior, init_state, chain_step, *, num_draws, num_warmup,
     Randomness: chain c's phase p (0 = warmup, 1 = draws) has key k = fold_in(fold_in(key, c), p);
     its steps come in chunks of KEY_CHUNK, and chunk j's (minibatch, noise) keys are
     split(fold_in(k, j), (KEY_CHUNK, 2)) — one vectorized hash per chunk instead of two per step.
-    Returns (excess (chains, draws), aux (draws, chains, ...)) for the kept draws.
+    Returns (excess (chains, draws), aux (draws, chains, ...), positions) for the kept draws;
+    positions (chains, draws, d) are ``position_of(state)`` before each kept step (the points
+    whose losses are ``excess``) when ``save_positions``, else None.
     """
     num_chains = jax.tree.leaves(init_state)[0].shape[0]
     keys = chain_keys(key, num_chains)
@@ -117,7 +123,8 @@ def run_chains(key, posterior, init_state, chain_step, *, num_draws, num_warmup,
 
     def one(state, step_keys, keep):
         batch = None if batch_size is None else posterior.sample_batch(step_keys[0], batch_size)
-        return chain_step(state, step_keys[1], batch, keep)
+        new, out = chain_step(state, step_keys[1], batch, keep)
+        return new, (out, position_of(state) if keep and save_positions else None)
 
     def phase(states, phase_index, start, length, keep):
         phase_keys = jax.vmap(lambda k: jax.random.fold_in(k, phase_index))(keys)
@@ -146,8 +153,8 @@ def run_chains(key, posterior, init_state, chain_step, *, num_draws, num_warmup,
     states = init_state
     if num_warmup:
         states, _ = phase(states, 0, 0, num_warmup, False)
-    _, (excess, aux) = phase(states, 1, num_warmup, num_draws, True)
-    return excess.T, aux
+    _, ((excess, aux), positions) = phase(states, 1, num_warmup, num_draws, True)
+    return excess.T, aux, None if positions is None else jnp.swapaxes(positions, 0, 1)
 
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:

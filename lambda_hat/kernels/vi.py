@@ -76,6 +76,7 @@ def run_vi(
     control_variate: bool,
     num_probes: int,
     exact_trace_max_dim: int,
+    save_positions: bool = False,
 ) -> KernelOutput:
     d, dtype = posterior.dim, posterior.dtype
     def adam(lr):
@@ -120,6 +121,8 @@ def run_vi(
                "rejected_steps": jnp.sum(info.rejected.astype(jnp.int32)),
                # a fit whose evaluation draws hit a non-finite loss is flagged (excluded from λ̂)
                "valid": state_ok & jnp.all(jnp.isfinite(excess))}
+        if save_positions:  # the evaluation draws from q, whose losses are the trace
+            out["positions"] = posterior.w_star + vs
         if control_variate:
             quad = jax.lax.map(lambda v: 0.5 * jnp.dot(v, hvp(v)), vs)
             eq = mfa.expected_quadratic(state, hvp, k_probe, num_probes=num_probes, exact=d <= exact_trace_max_dim)
@@ -147,6 +150,7 @@ def run_vi(
         data_passes=jnp.full((num_chains,), data_passes),
         diagnostics=diagnostics,
         extra=extra,
+        positions=res.get("positions"),
     )
 
 
