@@ -30,9 +30,9 @@ SCRIPT = textwrap.dedent(
     t = linear_regression(d=4, n=200, seed=0)
     out = {}
     cases = [
-        ("sgld", 3, dict(step_size=1e-3, batch_size=50, num_warmup=50)),
+        ("sgld", 3, dict(step_size=1e-3, batch_size=50, num_warmup=50, save_positions=True)),
         ("sgld", 4, dict(step_size=1e-3, batch_size=50, num_warmup=50)),
-        ("rmsprop_sgld", 4, dict(step_size=1e-3, batch_size=50, num_warmup=50)),
+        ("rmsprop_sgld", 4, dict(step_size=1e-3, batch_size=50, num_warmup=50, save_positions=True)),
         ("hmc", 4, dict(num_warmup=100)),
     ]
     for kernel, chains, kw in cases:
@@ -43,6 +43,8 @@ SCRIPT = textwrap.dedent(
         plan = [p for k, p in api._COMPILED.items() if k[0] == kernel and len(k[-1]) == 2][-1]
         out[f"{kernel}/{chains}"] = dict(
             identical=bool(np.array_equal(one.llc_trace, two.llc_trace)),
+            positions=None if two.positions is None else dict(
+                identical=bool(np.array_equal(one.positions, two.positions)), shape=list(np.shape(two.positions))),
             shape=list(two.llc_trace.shape),
             llc=[one.llc, two.llc], se=[one.llc_se, two.llc_se],
             devices=two.config["devices"], blocks=[(b.device.id, b.first_chain) for b in plan.blocks],
@@ -72,6 +74,8 @@ def test_stochastic_gradient_kernels_give_the_same_draws_on_two_devices(two_devi
     assert r["shape"] == [chains, 200]
     assert r["identical"], r
     assert r["llc"][0] == r["llc"][1] and r["se"][0] == r["se"][1]
+    if r["positions"] is not None:  # saved positions: padded chains dropped, same on 1 and 2 devices
+        assert r["positions"] == {"identical": True, "shape": [chains, 200, 4]}, r["positions"]
 
 
 def test_hmc_on_two_devices_agrees_within_monte_carlo_error(two_devices):
