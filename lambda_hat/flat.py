@@ -26,23 +26,22 @@ class FlatSpec(NamedTuple):
     def size(self) -> int:
         return int(sum(math.prod(s) for s in self.shapes))
 
+    def split_points(self) -> list[int]:
+        """Offsets in the flat vector where each leaf after the first begins."""
+        return np.cumsum([math.prod(shape) for shape in self.shapes])[:-1].tolist()
+
     def unravel(self, flat: jax.Array) -> Any:
         """Flat vector (d,) -> pytree with the original shapes, in the flat vector's dtype."""
         # jnp.split, not one slice per leaf: its transpose is a single concatenate, where
         # per-leaf slices transpose to a pad per leaf plus adds (1.4× slower SGLD steps on a
         # 337-parameter MLP, benchmarks/floor.py)
-        sizes = [math.prod(shape) for shape in self.shapes]
-        parts = jnp.split(flat, np.cumsum(sizes)[:-1].tolist()) if len(sizes) > 1 else [flat]
-        leaves = [jnp.reshape(part, shape) for part, shape in zip(parts, self.shapes)]
-        return jax.tree.unflatten(self.treedef, leaves)
+        parts = jnp.split(flat, self.split_points())
+        return jax.tree.unflatten(self.treedef, [jnp.reshape(p, s) for p, s in zip(parts, self.shapes)])
 
     def unravel_numpy(self, flat: np.ndarray) -> Any:
         """Host-side batched unravel: (..., d) numpy array -> pytree of (..., *leaf shape) arrays."""
-        lead = flat.shape[:-1]
-        sizes = [math.prod(shape) for shape in self.shapes]
-        parts = np.split(flat, np.cumsum(sizes)[:-1], axis=-1)
-        leaves = [part.reshape(lead + shape) for part, shape in zip(parts, self.shapes)]
-        return jax.tree.unflatten(self.treedef, leaves)
+        parts = np.split(flat, self.split_points(), axis=-1)
+        return jax.tree.unflatten(self.treedef, [p.reshape(flat.shape[:-1] + s) for p, s in zip(parts, self.shapes)])
 
 
 def float_dtype() -> jnp.dtype:

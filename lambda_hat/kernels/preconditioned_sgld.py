@@ -113,16 +113,15 @@ def _run_preconditioned(key, posterior: LocalPosterior, kernel, init_fn, label, 
     def chain_step(state, k_noise, batch, keep):
         excess, g = _loss_and_grad(posterior, state.position, batch)
         localizer_grad = -posterior.gamma * (state.position - posterior.w_star)
-        new = kernel(k_noise, state, g, localizer_grad, eps, adapt=not (keep and freeze))
-        return new, (excess, 1 / (jnp.sqrt(new.second_moment) + stabilizer))
+        return kernel(k_noise, state, g, localizer_grad, eps, adapt=not (keep and freeze)), (excess, None)
 
     init_states = jax.vmap(init_fn)(jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim)))
-    excess, precond, positions = run_chains(
+    final, excess, _, positions = run_chains(
         key, posterior, init_states, chain_step, num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size,
         label=label, progress=progress, save_positions=save_positions, position_of=lambda state: state.position)
     evals = jnp.full((num_chains,), num_warmup + num_draws)
     used = posterior.n if batch_size is None else batch_size
-    p_last = precond[-1]
+    p_last = 1 / (jnp.sqrt(final.second_moment) + stabilizer)  # the preconditioner in use at the end
     return KernelOutput(
         excess_loss=excess, grad_evals=evals, data_passes=evals * (used / posterior.n),
         diagnostics={"precond_min": jnp.min(p_last, axis=-1), "precond_max": jnp.max(p_last, axis=-1)},

@@ -80,11 +80,11 @@ def run_sgld(
     def chain_step(w, k_noise, batch, keep):
         (logp, excess), grad = excess_loss_and_grad(posterior, w, batch)
         w_new = kernel(k_noise, w, use_given_grad, grad, h)
-        accept = mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h) if keep and mala_acceptance else excess
+        accept = mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h) if keep and mala_acceptance else None
         return w_new, (excess, accept)
 
     init = jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim))
-    excess, accept, positions = run_chains(key, posterior, init, chain_step, num_draws=num_draws,
+    _, excess, accept, positions = run_chains(key, posterior, init, chain_step, num_draws=num_draws,
                                            num_warmup=num_warmup, batch_size=batch_size, label="sgld",
                                            progress=progress, save_positions=save_positions)
     steps = num_warmup + num_draws
@@ -113,9 +113,9 @@ def run_chains(key, posterior, init_state, chain_step, *, num_draws, num_warmup,
     Randomness: chain c's phase p (0 = warmup, 1 = draws) has key k = fold_in(fold_in(key, c), p);
     its steps come in chunks of KEY_CHUNK, and chunk j's (minibatch, noise) keys are
     split(fold_in(k, j), (KEY_CHUNK, 2)) — one vectorized hash per chunk instead of two per step.
-    Returns (excess (chains, draws), aux (draws, chains, ...), positions) for the kept draws;
-    positions (chains, draws, d) are ``position_of(state)`` before each kept step (the points
-    whose losses are ``excess``) when ``save_positions``, else None.
+    Returns (final states, excess (chains, draws), aux (draws, chains, ...), positions) for the
+    kept draws; positions (chains, draws, d) are ``position_of(state)`` before each kept step (the
+    points whose losses are ``excess``) when ``save_positions``, else None.
     """
     num_chains = jax.tree.leaves(init_state)[0].shape[0]
     keys = chain_keys(key, num_chains)
@@ -153,8 +153,8 @@ def run_chains(key, posterior, init_state, chain_step, *, num_draws, num_warmup,
     states = init_state
     if num_warmup:
         states, _ = phase(states, 0, 0, num_warmup, False)
-    _, ((excess, aux), positions) = phase(states, 1, num_warmup, num_draws, True)
-    return excess.T, aux, None if positions is None else jnp.swapaxes(positions, 0, 1)
+    states, ((excess, aux), positions) = phase(states, 1, num_warmup, num_draws, True)
+    return states, excess.T, aux, None if positions is None else jnp.swapaxes(positions, 0, 1)
 
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:
