@@ -12,7 +12,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lambda_hat.diagnostics import RHAT_WARN, llc_statistics
+from lambda_hat.diagnostics import (
+    PARETO_K_MAX,
+    RHAT_WARN,
+    importance_message,
+    importance_statistics,
+    llc_statistics,
+    virial_message,
+    virial_statistics,
+)
 from lambda_hat.kernels import KernelOutput, KernelSpec, get_kernel
 from lambda_hat.kernels.base import positive_int
 from lambda_hat.models import adapt_model
@@ -148,6 +156,7 @@ def sample(
     loss_fn, params = adapt_model(loss_fn, params)
     posterior = LocalPosterior(loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size,
                                mask=mask)
+    spec.check_posterior(posterior)
     if batch_size is not None:
         if not spec.minibatch:
             raise ValueError(
@@ -229,6 +238,21 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
             "the chains reached (e.g. a log of a negative number) or the step size is too large"
         )
     stats = llc_statistics(llc_trace[valid])
+    importance = {}
+    if out.log_weights is not None:  # draws from a proposal q: certify with the importance weights
+        pareto_k = np.asarray(out.pareto_k, np.float64)
+        is_stats = importance_statistics(llc_trace[valid], np.asarray(out.log_weights)[valid])
+        importance = {"pareto_k": pareto_k, "llc_raw": stats["llc"], "llc_raw_se": stats["llc_se"],
+                      "llc_is": is_stats["llc"], "llc_is_se": is_stats["llc_se"],
+                      "is_ess_per_chain": np.where(valid, 0.0, np.nan)}
+        importance["is_ess_per_chain"][valid] = is_stats["ess_per_chain"]
+        worst_k = float(np.max(pareto_k[valid]))
+        importance["llc_source"] = "importance-weighted" if worst_k < PARETO_K_MAX else "raw"
+        if worst_k < PARETO_K_MAX:
+            stats = {**stats, "llc": is_stats["llc"], "llc_se": is_stats["llc_se"],
+                     "llc_per_chain": is_stats["llc_per_chain"]}
+        else:
+            messages.append(importance_message(pareto_k, valid, spec.name))
     extra = {k: np.asarray(v) for k, v in out.extra.items()}
     if "excess_loss_cv" in extra:  # a control-variate version of the same draws (VI)
         cv = llc_statistics(nbeta * np.asarray(extra["excess_loss_cv"], np.float64)[valid])
@@ -240,8 +264,16 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
     diagnostics = {
         "ess": stats["ess"], "rhat": stats["rhat"], "ess_per_chain": ess_per_chain,
         "llc_sd": stats["llc_sd"], "grad_norm_at_wstar": grad_norm,
-        "stationarity_shift": stationarity_shift, **diag,
+        "stationarity_shift": stationarity_shift, **importance, **diag,
     }
+    messages.extend(spec.messages({**diag, "valid": valid}))
+    if out.virial is not None:
+        virial = virial_statistics(np.asarray(out.virial)[valid], np.asarray(posterior.group_sizes),
+                                   posterior.group_names)
+        diagnostics["virial"] = virial
+        message = virial_message(virial, spec.name, spec.bias_advice, spec.virial_tolerance)
+        if message:
+            messages.append(message)
     if abs(stationarity_shift) > max(0.02 * abs(stats["llc"]), stats["llc_se"]):
         messages.append(
             f"w* is not near-stationary: ‖∇L_n(w*)‖ = {grad_norm:.3g}, which shifts E[λ̂] by about "

@@ -14,6 +14,7 @@ import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
 RHAT_WARN = 1.01
+PARETO_K_MAX = 0.7  # importance weights with a larger Pareto k̂ are not trusted
 
 
 def llc_statistics(llc_trace: np.ndarray) -> dict[str, Any]:
@@ -40,3 +41,109 @@ def llc_statistics(llc_trace: np.ndarray) -> dict[str, Any]:
         "ess_per_chain": np.asarray(ess_per_chain),
         "rhat": rhat,
     }
+
+
+VIRIAL_TOLERANCE = 0.02  # |r − 1| beyond max(this, 3·se) is reported
+
+
+def _mean_and_mcse(trace: np.ndarray) -> tuple[float, float]:
+    """Mean of a (chains, draws) trace and its MCSE sd/√ESS (ESS as for λ̂)."""
+    stats = llc_statistics(trace)
+    return stats["llc"], stats["llc_se"]
+
+
+def virial_statistics(group_trace: np.ndarray, group_sizes: np.ndarray, group_names: tuple[str, ...]) -> dict[str, Any]:
+    """The virial self-check from per-draw group means of v_i·∂_iU.
+
+    For p ∝ exp(−U) on v = w − w* (U = nβ(L_n(w) − L_n(w*)) + (γ/2)‖v‖², γ > 0), Stein's identity
+    gives E_p[v_i ∂_iU] = 1 for every coordinate i. The ratio of a group of coordinates G is
+
+        r_G = (1/|G|) Σ_{i∈G} E[v_i ∂_iU],        r = (1/d) Σ_i E[v_i ∂_iU]  (overall),
+
+    estimated by its mean over draws with an ESS-based Monte Carlo error. An exact sampler gives
+    r = 1 within that error; SGLD at step ε along a direction of curvature κ gives about
+    1/(1 − εκ/4), the same factor by which it inflates that direction's share of λ̂.
+
+    Args:
+        group_trace: (chains, draws, num_groups) per-draw group means (valid chains only).
+        group_sizes: (num_groups,) coordinates per group.
+        group_names: the groups' names (parameter leaf paths).
+
+    Returns:
+        dict with ``ratio`` and ``se`` (overall), ``groups`` ({name: {"ratio", "se", "size"}}),
+        ``worst_group``, ``worst_deviation`` (max |r_G − 1| over the groups and the overall ratio)
+        and ``worst_z`` (the largest |r − 1|/se among them).
+    """
+    trace = np.asarray(group_trace, np.float64)
+    sizes = np.asarray(group_sizes, np.float64)
+    overall = trace @ sizes / sizes.sum()
+    ratio, se = _mean_and_mcse(overall)
+    groups = {}
+    worst = ("<overall>", abs(ratio - 1))
+    worst_z = abs(ratio - 1) / se if se > 0 else (0.0 if ratio == 1 else math.inf)
+    for g, name in enumerate(group_names):
+        r_g, se_g = _mean_and_mcse(trace[..., g])
+        groups[name] = {"ratio": r_g, "se": se_g, "size": int(sizes[g])}
+        if abs(r_g - 1) > worst[1]:
+            worst = (name, abs(r_g - 1))
+        z = abs(r_g - 1) / se_g if se_g > 0 else (0.0 if r_g == 1 else math.inf)
+        worst_z = max(worst_z, z)
+    return {"ratio": ratio, "se": se, "groups": groups, "worst_group": worst[0], "worst_deviation": worst[1],
+            "worst_z": float(worst_z)}
+
+
+def virial_failures(virial: dict[str, Any], tolerance: float = VIRIAL_TOLERANCE) -> list[tuple[str, float, float]]:
+    """(name, ratio, se) of the overall ratio and each group with |r − 1| > max(tolerance, 3·se)."""
+    rows = [("overall", virial["ratio"], virial["se"])]
+    if len(virial["groups"]) > 1:
+        rows += [(name, g["ratio"], g["se"]) for name, g in virial["groups"].items()]
+    return [(name, r, se) for name, r, se in rows if abs(r - 1) > max(tolerance, 3 * se)]
+
+
+def virial_message(virial: dict[str, Any], kernel: str, advice: str, tolerance: float = VIRIAL_TOLERANCE) -> str | None:
+    """The warning for a failed virial self-check, or None when it passes."""
+    bad = virial_failures(virial, tolerance)
+    if not bad:
+        return None
+    shown = "; ".join(f"{name}: {r:.3f} ± {se:.3f}" for name, r, se in bad[:4]) + ("; ..." if len(bad) > 4 else "")
+    r = virial["ratio"]
+    return (
+        f"virial self-check failed for {kernel}: E[v_i·∂_iU] should be 1 under the posterior, measured {shown} "
+        f"(|r − 1| > max({tolerance}, 3·se)). The draws do not follow the localized posterior, so λ̂ is "
+        f"likely biased, by roughly {r - 1:+.1%} if the error is spread like the ratio; {advice}"
+    )
+
+
+def importance_statistics(llc_trace: np.ndarray, log_weights: np.ndarray) -> dict[str, Any]:
+    """Self-normalised importance-sampling estimate per chain and pooled over chains.
+
+    With normalised weights w̃_cs (Σ_s w̃_cs = 1 per chain c) on the λ̂ draws x_cs:
+
+        λ̂_c = Σ_s w̃_cs x_cs,   se_c² = Σ_s w̃_cs² (x_cs − λ̂_c)²   (the delta-method error),
+        λ̂ = mean_c λ̂_c,        se = max( √(Σ_c se_c²)/C, sd_c(λ̂_c)/√C ),
+
+    the second term of se being the spread between independent chains (fits), which also covers
+    errors that the within-chain weights cannot see. ESS per chain is 1/Σ_s w̃_cs².
+    """
+    x = np.asarray(llc_trace, np.float64)
+    w = np.exp(np.asarray(log_weights, np.float64))
+    w = w / w.sum(axis=1, keepdims=True)
+    per_chain = np.sum(w * x, axis=1)
+    se_c = np.sqrt(np.sum(w**2 * (x - per_chain[:, None]) ** 2, axis=1))
+    chains = x.shape[0]
+    within = float(np.sqrt(np.sum(se_c**2)) / chains)
+    between = float(np.std(per_chain, ddof=1) / math.sqrt(chains)) if chains > 1 else 0.0
+    return {"llc": float(per_chain.mean()), "llc_se": max(within, between), "llc_per_chain": per_chain,
+            "se_per_chain": se_c, "ess_per_chain": 1.0 / np.sum(w**2, axis=1)}
+
+
+def importance_message(pareto_k: np.ndarray, valid: np.ndarray, kernel: str) -> str:
+    """The warning for importance weights whose Pareto k̂ reaches PARETO_K_MAX."""
+    k = np.asarray(pareto_k, np.float64)
+    bad = [int(c) for c in np.flatnonzero(np.asarray(valid) & ~(k < PARETO_K_MAX))]
+    return (
+        f"{kernel}: Pareto k̂ of the importance weights is {np.nanmax(k[np.asarray(valid)]):.2f} >= {PARETO_K_MAX} "
+        f"(per fit: {np.round(k, 2).tolist()}; fits {bad}): the fitted q misses posterior mass, so its λ̂ "
+        "cannot be trusted (the raw estimate is reported; it is usually too high); estimate λ̂ with an "
+        "MCMC kernel (nuts, or sgld/rmsprop_sgld for large models)"
+    )

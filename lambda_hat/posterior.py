@@ -111,6 +111,17 @@ def _mask_indices(mask: Any, params: Any, spec: FlatSpec) -> np.ndarray:
     return np.flatnonzero(flat)
 
 
+def _parameter_groups(params: Any, spec: FlatSpec, free_idx: np.ndarray | None) -> tuple[tuple[str, ...], np.ndarray]:
+    """(names, group id of each sampled coordinate): one group per parameter leaf with at least
+    one sampled weight, named by its key path (``"<root>"`` for a bare array)."""
+    names = [jax.tree_util.keystr(path) or "<root>" for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    leaf_of = np.repeat(np.arange(len(spec.shapes)), [int(np.prod(s)) for s in spec.shapes])
+    if free_idx is not None:
+        leaf_of = leaf_of[free_idx]
+    used, ids = np.unique(leaf_of, return_inverse=True)
+    return tuple(names[i] for i in used), ids.astype(np.int32)
+
+
 def _real(name: str, value: Any, expected: str, ok: Callable[[float], bool]) -> float:
     """A real scalar (Python/NumPy number or 0-d array) passing ``ok``, else an error naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
@@ -197,6 +208,9 @@ class LocalPosterior:
         self.w_star = w_star
         self.w_full = w_full if free_idx is not None else None
         self.free_idx = free_idx
+        names, ids = _parameter_groups(params, spec, None if free_idx is None else np.asarray(free_idx))
+        self.group_names = names
+        self.group_ids = jnp.asarray(ids, jnp.int32)
         self.data = data
         self.nbeta = jnp.asarray(resolve_nbeta(n, beta, nbeta), dtype)
         self.gamma = jnp.asarray(gamma_value, dtype)
@@ -210,15 +224,17 @@ class LocalPosterior:
 
     # -- pytree protocol -------------------------------------------------------------
     def tree_flatten(self):
-        children = (self.w_star, self.data, self.nbeta, self.gamma, self.loss_at_wstar, self.w_full, self.free_idx)
-        aux = (self.loss_fn, self.spec, self.n, self.chunk_size)
+        children = (self.w_star, self.data, self.nbeta, self.gamma, self.loss_at_wstar, self.w_full, self.free_idx,
+                    self.group_ids)
+        aux = (self.loss_fn, self.spec, self.n, self.chunk_size, self.group_names)
         return children, aux
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
-        obj.loss_fn, obj.spec, obj.n, obj.chunk_size = aux
-        obj.w_star, obj.data, obj.nbeta, obj.gamma, obj.loss_at_wstar, obj.w_full, obj.free_idx = children
+        obj.loss_fn, obj.spec, obj.n, obj.chunk_size, obj.group_names = aux
+        (obj.w_star, obj.data, obj.nbeta, obj.gamma, obj.loss_at_wstar, obj.w_full, obj.free_idx,
+         obj.group_ids) = children
         return obj
 
     def replace(self, **leaves: Any) -> "LocalPosterior":
@@ -326,6 +342,30 @@ class LocalPosterior:
     def excess_loss_from_logdensity(self, w: jax.Array, logdensity: jax.Array) -> jax.Array:
         """L_n(w) − L_n(w*) recovered from a full-batch log-density value at w (no extra pass)."""
         return -(logdensity + self.localizer(w)) / self.nbeta
+
+    def potential_grad(self, w: jax.Array, batch: Any | None = None) -> jax.Array:
+        """∇U(w) = nβ∇L(w) + γ(w − w*), U = −log p: full batch, or the unbiased minibatch estimate."""
+        logp = self.logdensity if batch is None else (lambda x: self.logdensity_minibatch(x, batch))
+        return -jax.grad(logp)(w)
+
+    def virial_terms(self, w: jax.Array, grad_potential: jax.Array) -> jax.Array:
+        """Per-group means of v_i·∂_iU at one point, v = w − w*: shape (num_groups,).
+
+        Stein's identity for p ∝ exp(−U) gives E_p[v_i ∂_iU] = 1 for every sampled coordinate
+        (integrate ∂_i(v_i p) = p − v_i ∂_iU p over R^d; valid for γ > 0, where the tails are
+        Gaussian), so each group mean has expectation 1 under the exact posterior. ``grad_potential``
+        is ∂U at w (a minibatch estimate is fine: it is unbiased when the batch is drawn
+        independently of w). Groups are the parameter pytree's leaves (see ``group_names``).
+        """
+        t = (w - self.w_star) * grad_potential
+        sums = jax.ops.segment_sum(t, self.group_ids, num_segments=len(self.group_names))
+        return sums / self.group_sizes.astype(t.dtype)
+
+    @property
+    def group_sizes(self) -> jax.Array:
+        """Sampled coordinates per parameter group, shape (num_groups,)."""
+        return jax.ops.segment_sum(jnp.ones_like(self.group_ids), self.group_ids,
+                                   num_segments=len(self.group_names))
 
     def sample_batch(self, key: jax.Array, batch_size: int) -> Any:
         """A minibatch of ``batch_size`` examples drawn uniformly with replacement."""

@@ -26,8 +26,15 @@ def test_vi_matches_exact_on_quadratics(name):
     r = lh.sample(t.loss_fn, t.params, t.data, kernel="vi", key=2, num_chains=4, num_draws=1000)
     exact = t.expected_llc(r.nbeta, r.gamma)
     elbo = r.extra["elbo_trace"]
-    assert np.all(np.isfinite(elbo)) and np.all(np.isfinite(r.loss_trace))
-    assert elbo[:, -100:].mean() > elbo[:, :100].mean()  # the ELBO increased over training
+    steps = r.diagnostics["optimization_steps"]
+    for c, used in enumerate(steps):  # NaN after the fit stopped
+        assert np.all(np.isfinite(elbo[c, :used])) and np.all(np.isnan(elbo[c, used:]))
+        assert elbo[c, used - 100:used].mean() > elbo[c, :100].mean()  # the ELBO increased over training
+    assert np.all(np.isfinite(r.loss_trace))
+    # a converged, certified fit: virial ratios 1, small k̂, the importance-weighted λ̂ reported
+    assert r.diagnostics["converged"].all(), r.diagnostics["converged"]
+    assert np.max(r.diagnostics["pareto_k"]) < 0.7 and r.diagnostics["llc_source"] == "importance-weighted"
+    assert not r.warnings, r.warnings
     assert abs(r.llc - exact) <= 0.05 * exact, (r.llc, r.llc_se, exact)
     assert abs(r.diagnostics["llc_cv"] - exact) <= 0.05 * exact, (r.diagnostics["llc_cv"], exact)
     assert r.diagnostics["llc_cv_se"] < r.llc_se  # the control variate reduces variance
@@ -40,6 +47,9 @@ def test_vi_inside_family_within_two_percent():
     exact = t.expected_llc(r.nbeta, r.gamma)
     assert abs(r.llc - exact) <= 0.02 * exact, (r.llc, r.llc_se, exact)
     assert abs(r.diagnostics["llc_cv"] - exact) <= 0.01 * exact
+    virial = r.diagnostics["virial"]  # the virial identity on a Gaussian fit (every interior optimum)
+    assert abs(virial["ratio"] - 1) <= max(0.03, 3 * virial["se"]), virial
+    assert r.diagnostics["converged"].all() and not r.warnings, r.warnings
 
 
 def test_vi_minibatch_objective():

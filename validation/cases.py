@@ -12,7 +12,7 @@ Cases without an exact λ (tiny MLPs) are checked for 0 < λ̂ <= d/2 and report
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -32,7 +32,6 @@ class Case:
     profiles: tuple[str, ...] = ("quick", "full")
     settings: Callable[[str, Target, str], dict[str, Any]] | None = None
     skip_kernels: tuple[str, ...] = ()
-    known_bias: dict[str, str] = field(default_factory=dict)  # kernel -> documented reason
     notes: str = ""
 
 
@@ -90,10 +89,6 @@ def fixed_settings(table: dict[str, dict[str, Any]]) -> Callable[[str, Target, s
     return settings
 
 
-# Singular targets: q is a Gaussian mixture centred at w*, which cannot follow the curved flat
-# valleys of w1²w2² or a DLN; the resulting bias is measured and reported, not hidden.
-VI_SINGULAR = "VI: a Gaussian mixture centred at w* cannot follow curved flat valleys (design.md §5)"
-
 NC_SETTINGS = {
     "sgld": dict(step_size=3e-4, num_chains=16, num_draws=20000, num_warmup=3000),
     "rmsprop_sgld": dict(step_size=3e-3, num_chains=16, num_draws=20000, num_warmup=3000),
@@ -145,19 +140,19 @@ def _cases() -> list[Case]:
         Case("potential_d20_rank12", "potential", lambda: targets.pure_potential(d=20, rank=12, seed=4),
              settings=quadratic_settings, profiles=("full",)),
         Case("nc_w1^2w2^2", "normal_crossing", lambda: targets.normal_crossing((1, 1), n=1000, seed=0),
-             settings=fixed_settings(NC_SETTINGS), known_bias={"vi": VI_SINGULAR},
+             settings=fixed_settings(NC_SETTINGS),
              notes="λ = 1/2, m = 2; reference: exact finite-n E[λ̂] by quadrature"),
         Case("nc_w1^2+w2^4", "normal_crossing", lambda: targets.normal_crossing([(1,), (2,)], n=1000, seed=0),
-             settings=fixed_settings(NC_SETTINGS), known_bias={"vi": VI_SINGULAR},
+             settings=fixed_settings(NC_SETTINGS),
              notes="λ = 3/4, m = 1; reference: exact finite-n E[λ̂] by quadrature"),
         Case("nc_w1^2w2^4", "normal_crossing", lambda: targets.normal_crossing((1, 2), n=1000, seed=0),
-             settings=fixed_settings(NC_SETTINGS), known_bias={"vi": VI_SINGULAR}, profiles=("full",)),
+             settings=fixed_settings(NC_SETTINGS), profiles=("full",)),
         Case("dln_2-2-2_origin", "dln",
              lambda: targets.deep_linear_network((2, 2, 2), 0, n=500, seed=0, input_range=1.0, at_origin=True),
-             settings=fixed_settings(DLN_SETTINGS), known_bias={"vi": VI_SINGULAR},
+             settings=fixed_settings(DLN_SETTINGS),
              notes="W = 0: exact finite-n oracle"),
         Case("dln_2-3-2_rank1", "dln", lambda: targets.deep_linear_network((2, 3, 2), 1, n=500, seed=0),
-             settings=fixed_settings(DLN232_SETTINGS), rel_tol=0.05, known_bias={"vi": VI_SINGULAR},
+             settings=fixed_settings(DLN232_SETTINGS), rel_tol=0.05,
              notes="teacher; reference Aoyagi λ = 2 (local λ equals it here)"),
         Case("mlp_2-8-1", "mlp", lambda: targets.tiny_mlp((2, 8, 1), n=200, seed=0),
              settings=fixed_settings(MLP_SETTINGS), notes="no closed form: 0 < λ̂ ≤ d/2, kernels compared"),

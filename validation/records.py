@@ -45,4 +45,4 @@ def save(path: Path, doc: dict[str, Any]) -> None:
 
 def done_pairs(doc: dict[str, Any]) -> set[tuple[str, str]]:
     """(case, kernel) pairs that finished (passed or failed); errored ones are retried on resume."""
-    return {(r["case"], r["kernel"]) for r in doc["results"] if r.get("status") in ("pass", "fail", "info", "known-bias")}
+    return {(r["case"], r["kernel"]) for r in doc["results"] if r.get("status") in ("pass", "fail", "info", "flagged")}

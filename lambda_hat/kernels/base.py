@@ -25,6 +25,15 @@ class KernelOutput(NamedTuple):
     extra: kernel-specific arrays that are not per-chain diagnostics (e.g. the ELBO trace).
     positions: (chains, draws, d) flat positions whose losses are ``excess_loss`` (sampled
         coordinates only when masked), when the run was asked to save them; otherwise None.
+    virial: (chains, draws, num_groups) per-draw group means of v_i·∂_iU (see
+        ``LocalPosterior.virial_terms``) at the same draws as ``excess_loss``, from the gradient
+        the kernel already computed there; the self-check E_p[v_i ∂_iU] = 1. None when the
+        kernel does not provide it.
+    log_weights: (chains, draws) normalised log importance weights of the draws within each chain
+        (Pareto-smoothed; their exps sum to 1 per chain) when the draws come from a proposal
+        rather than the posterior itself (VI). None for MCMC draws (equal weights).
+    pareto_k: (chains,) Pareto-smoothing shape k̂ of each chain's importance weights, with
+        ``log_weights``: below 0.7 the self-normalised estimate is reliable.
     """
 
     excess_loss: jax.Array
@@ -33,6 +42,9 @@ class KernelOutput(NamedTuple):
     diagnostics: dict[str, jax.Array]
     extra: dict[str, Any]
     positions: jax.Array | None = None
+    virial: jax.Array | None = None
+    log_weights: jax.Array | None = None
+    pareto_k: jax.Array | None = None
 
 
 def positive_float(name: str, value: Any) -> float:
@@ -84,6 +96,11 @@ class KernelSpec:
     check_options: validates and normalises the merged options (raise ValueError naming the option).
     run: ``run(key, posterior, *, num_chains, num_draws, num_warmup, batch_size, **options)``.
     minibatch: whether the kernel can use ``batch_size``; full-batch kernels reject it.
+    messages: ``messages(diagnostics) -> list[str]``, warnings the kernel wants shown, composed on
+        the host from its per-chain diagnostics (NumPy arrays) after the run.
+    bias_advice: what to do when the virial self-check fails for this kernel (shown in the warning).
+    check_posterior: raises ValueError for a posterior the kernel cannot handle (before compiling).
+    virial_tolerance: |r − 1| below max(this, 3·se) passes the virial self-check.
     """
 
     name: str
@@ -94,3 +111,7 @@ class KernelSpec:
     minibatch: bool
     check_options: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda o: o)
     description: str = ""
+    messages: Callable[[dict[str, Any]], list[str]] = field(default=lambda diagnostics: [])
+    bias_advice: str = "use a smaller step size or a longer warmup"
+    check_posterior: Callable[[Any], None] = field(default=lambda posterior: None)
+    virial_tolerance: float = 0.02

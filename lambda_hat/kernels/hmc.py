@@ -204,11 +204,13 @@ def _run_hmc_family(
                 steps + jnp.asarray(info.num_integration_steps, jnp.int32),
                 moves + jnp.any(new.position != state.position).astype(jnp.int32),
             )
-            return carry, (excess, new.position if save_positions else None)
+            virial = posterior.virial_terms(new.position, -new.logdensity_grad)
+            return carry, (excess, virial, new.position if save_positions else None)
 
         zero_i = jnp.zeros((), jnp.int32)
         init = (state, jnp.zeros((), dtype), zero_i, zero_i, zero_i)
-        (_, acc, div, steps, moves), (excess, positions) = jax.lax.scan(draw, init, jax.random.split(k_draw, num_draws))
+        (_, acc, div, steps, moves), (excess, virial, positions) = jax.lax.scan(
+            draw, init, jax.random.split(k_draw, num_draws))
         params_ok = jnp.isfinite(eps) & (eps > 0) & jnp.all(jnp.isfinite(imm) & (imm > 0))
         valid = jnp.all(jnp.isfinite(excess)) & params_ok & (moves > 0)
         diag = {
@@ -219,9 +221,9 @@ def _run_hmc_family(
             "warmup_grad_evals": warm_steps + 1,
             "valid": valid,
         }
-        return excess, 1 + warm_steps + steps, diag, positions
+        return excess, 1 + warm_steps + steps, diag, positions, virial
 
-    excess, evals, diag, positions = jax.vmap(one_chain)(chain_keys(key, num_chains))
+    excess, evals, diag, positions, virial = jax.vmap(one_chain)(chain_keys(key, num_chains))
     return KernelOutput(
         excess_loss=excess,
         grad_evals=evals,
@@ -229,6 +231,7 @@ def _run_hmc_family(
         diagnostics=diag,
         extra={},
         positions=positions,
+        virial=virial,
     )
 
 
@@ -329,6 +332,8 @@ HMC = KernelSpec(
     check_options=_check_hmc,
     description="HMC (blackjax.hmc) after window adaptation; leapfrog steps per iteration jittered "
     "uniformly in [(1−jitter)L, (1+jitter)L] against resonance",
+    bias_advice="an exact kernel should pass: look for divergences, raise num_warmup and num_draws, "
+    "or raise target_acceptance_rate",
 )
 
 NUTS = KernelSpec(
@@ -345,4 +350,6 @@ NUTS = KernelSpec(
     minibatch=False,
     check_options=_check_nuts,
     description="NUTS (blackjax.nuts) after window adaptation",
+    bias_advice="an exact kernel should pass: look for divergences, raise num_warmup and num_draws, "
+    "or raise target_acceptance_rate",
 )

@@ -152,10 +152,12 @@ def run_mclmc(
             nan_steps = nan_steps + jnp.logical_not(info.nonans).astype(jnp.int32)
             moves = moves + jnp.any(new.position != state.position).astype(jnp.int32)
             position = (new.position[:d] if pad else new.position) if save_positions else None
-            return (new, nan_steps, moves), (excess, jnp.asarray(info.energy_change, dtype), position)
+            grad_u = -(new.logdensity_grad[:d] if pad else new.logdensity_grad)
+            virial = posterior.virial_terms(new.position[:d] if pad else new.position, grad_u)
+            return (new, nan_steps, moves), (excess, jnp.asarray(info.energy_change, dtype), position, virial)
 
         zero_i = jnp.zeros((), jnp.int32)
-        (_, nan_steps, moves), (excess, energy_change, positions) = jax.lax.scan(
+        (_, nan_steps, moves), (excess, energy_change, positions, virial) = jax.lax.scan(
             draw, (state, zero_i, zero_i), jax.random.split(k_draw, num_draws)
         )
         params_ok = jnp.isfinite(ell) & (ell > 0) & jnp.isfinite(eps) & (eps > 0)
@@ -169,9 +171,9 @@ def run_mclmc(
             "nan_steps": nan_steps,
             "valid": valid,
         }
-        return excess, diag, positions
+        return excess, diag, positions, virial
 
-    excess, diag, positions = jax.vmap(one_chain)(chain_keys(key, num_chains))
+    excess, diag, positions, virial = jax.vmap(one_chain)(chain_keys(key, num_chains))
     evals = jnp.full((num_chains,), 1 + 2 * (warm_steps + num_draws), jnp.int32)
     return KernelOutput(
         excess_loss=excess,
@@ -180,6 +182,7 @@ def run_mclmc(
         diagnostics=diag,
         extra={},
         positions=positions,
+        virial=virial,
     )
 
 
@@ -218,4 +221,6 @@ MCLMC = KernelSpec(
     check_options=_check,
     description="MCLMC (blackjax.mclmc, unadjusted, isokinetic McLachlan) tuned by "
     "mclmc_find_L_and_step_size; num_warmup = tuning steps",
+    bias_advice="MCLMC is unadjusted: lower desired_energy_var (its bias scales with the energy error) "
+    "or raise num_warmup",
 )

@@ -113,10 +113,11 @@ def _run_preconditioned(key, posterior: LocalPosterior, kernel, init_fn, label, 
     def chain_step(state, k_noise, batch, keep):
         excess, g = _loss_and_grad(posterior, state.position, batch)
         localizer_grad = -posterior.gamma * (state.position - posterior.w_star)
-        return kernel(k_noise, state, g, localizer_grad, eps, adapt=not (keep and freeze)), (excess, None)
+        virial = posterior.virial_terms(state.position, g - localizer_grad) if keep else None  # ∂U = g + γv
+        return kernel(k_noise, state, g, localizer_grad, eps, adapt=not (keep and freeze)), (excess, virial)
 
     init_states = jax.vmap(init_fn)(jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim)))
-    final, excess, _, positions = run_chains(
+    final, excess, virial, positions = run_chains(
         key, posterior, init_states, chain_step, num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size,
         label=label, progress=progress, save_positions=save_positions, position_of=lambda state: state.position)
     evals = jnp.full((num_chains,), num_warmup + num_draws)
@@ -127,6 +128,7 @@ def _run_preconditioned(key, posterior: LocalPosterior, kernel, init_fn, label, 
         diagnostics={"precond_min": jnp.min(p_last, axis=-1), "precond_max": jnp.max(p_last, axis=-1)},
         extra={},
         positions=positions,
+        virial=jnp.swapaxes(virial, 0, 1),
     )
 
 
@@ -166,6 +168,7 @@ RMSPROP_SGLD = KernelSpec(
     options={"step_size": 1e-4, "alpha": 0.99, "stabilizer": 0.1, "freeze": True},
     default_num_draws=2000, default_num_warmup=500, minibatch=True, check_options=_check,
     description="RMSProp-preconditioned SGLD (Hitchcock & Hoogland 2025); step ε/(√v + a) per coordinate",
+    bias_advice="use a smaller step_size (the bias shrinks about linearly with ε) or a larger batch_size",
 )
 
 
@@ -179,4 +182,5 @@ ADAM_SGLD = KernelSpec(
     options={"step_size": 1e-4, "beta1": 0.9, "alpha": 0.99, "stabilizer": 0.1, "freeze": True},
     default_num_draws=2000, default_num_warmup=500, minibatch=True, check_options=_check_adam,
     description="Adam-preconditioned SGLD (Hitchcock & Hoogland 2025): drift m̂, step ε/(√v + a) per coordinate",
+    bias_advice="use a smaller step_size (m̂ lags the gradient, a bias of order ε/(1 − beta1)), or rmsprop_sgld",
 )

@@ -81,10 +81,11 @@ def run_sgld(
         (logp, excess), grad = excess_loss_and_grad(posterior, w, batch)
         w_new = kernel(k_noise, w, use_given_grad, grad, h)
         accept = mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h) if keep and mala_acceptance else None
-        return w_new, (excess, accept)
+        virial = posterior.virial_terms(w, -grad) if keep else None  # ∂U = −∇log p̂ at the draw
+        return w_new, (excess, (accept, virial))
 
     init = jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim))
-    _, excess, accept, positions = run_chains(key, posterior, init, chain_step, num_draws=num_draws,
+    _, excess, (accept, virial), positions = run_chains(key, posterior, init, chain_step, num_draws=num_draws,
                                            num_warmup=num_warmup, batch_size=batch_size, label="sgld",
                                            progress=progress, save_positions=save_positions)
     steps = num_warmup + num_draws
@@ -98,6 +99,7 @@ def run_sgld(
         diagnostics=diagnostics,
         extra={},
         positions=positions,
+        virial=jnp.swapaxes(virial, 0, 1),
     )
 
 
@@ -172,4 +174,5 @@ SGLD = KernelSpec(
     minibatch=True,
     check_options=_check,
     description="SGLD (blackjax.sgld); step_size is the literature's ε (BlackJAX's h = ε/2)",
+    bias_advice="use a smaller step_size (SGLD's bias shrinks about linearly with ε) or a larger batch_size",
 )

@@ -1,20 +1,42 @@
 """Variational LLC estimate with the mixture of factor analyzers of ``lambda_hat.vi.mfa``.
 
 q(v) = Σ_m π_m N(v; 0, D + K_m K_mᵀ) over v = w − w*, fitted by stochastic ELBO ascent on
-log p̃(v) = −nβ (L_B(w* + v) − L_n(w*)) − (γ/2)‖v‖² (minibatch L_B when ``batch_size`` is set).
+log p̃(v) = −U(v) = −nβ (L_B(w* + v) − L_n(w*)) − (γ/2)‖v‖² (minibatch L_B when ``batch_size`` is set).
 
 How the sampling arguments map onto VI:
 - ``num_chains``: independent fits (different initial loadings and optimisation noise), vmapped.
-- ``num_warmup``: optimisation steps per fit (Adam, learning rate decayed by a cosine schedule
-  from ``learning_rate`` to ``learning_rate · final_lr_fraction``; the whitened loadings use
-  ``loading_learning_rate``).
+- ``num_warmup``: the cap on optimisation steps per fit (the fit usually stops earlier, see below).
+- ``num_draws``: evaluation draws v_s ~ q per fit, on the *full* loss L_n(w* + v_s) − L_n(w*).
 
-Defaults (M = 4 components, rank r = 4, 3000 steps, learning rates 0.02 / 0.3) were chosen on the
-quadratic targets: with r = 2 or lr 0.01 the loadings had not reached the flat directions of a
-rank-deficient, rotated design after 2000 steps and λ̂ read 35–90% high (an under-dispersed q
-inflates λ̂); at the defaults the error there is about 1–2%.
-- ``num_draws``: evaluation draws v_s ~ q per fit; the trace records the *full* loss
-  L_n(w* + v_s) − L_n(w*), so λ̂ = nβ·mean and its MCSE come from iid draws.
+The fit, per chain:
+
+1. **Diagonal start by the virial identity.** Stein's identity for the target, E_p[v_i ∂_iU] = 1,
+   also holds at every optimum of the ELBO of a family closed under per-coordinate scaling (the
+   MFA is: the derivative of the ELBO along log s_i is 1 − E_q[v_i ∂_iU]). Starting from
+   s_i = 1/sqrt(nβ·max(Ĥ_ii, 0) + γ) (Ĥ_ii a Hutchinson estimate of the Hessian diagonal at w*),
+   ``num_prefit_steps`` fixed-point steps s_i ← s_i · clip(r̂_i, 1/16, 16)^(−1/4) on a diagonal
+   Gaussian, r̂_i = mean over M·num_samples draws of v_i ∂_iU, bring each scale near its optimum
+   along directions where the Hessian vanishes (on w⁴ the optimum is ∝ (nβ)^(−1/4), far below
+   the curvature-based 1/√γ). Without it the first ELBO gradients are huge and Adam's
+   second-moment estimate, remembering them, stalls the fit for thousands of steps.
+2. **Search.** Adam (b2 = 0.99) at a constant learning rate (``learning_rate`` for the logits and
+   the diagonal, ``loading_learning_rate`` for the whitened loadings A, K = s ⊙ A), checked every
+   ``check_every`` steps: the search ends when the mean ELBO of the last block no longer exceeds
+   the previous block's by more than 3 standard errors and the block's mean ELBO gradient along
+   each log s_i (an estimate of 1 − r_i, free from the steps' own draws) is zero within
+   max(0.05, z·se) (z Bonferroni-corrected over the d coordinates; 3·se for its mean over the
+   coordinates), in two consecutive blocks, or after 60% of the cap.
+3. **Anneal.** The learning rates decay (cosine) to ``final_lr_fraction`` of their value over
+   half the steps searched (at least 2·``check_every``), which removes the optimiser's noise from
+   the final q.
+4. **Evaluate and certify.** On the ``num_draws`` evaluation draws: the loss (λ̂), one gradient
+   each for the virial ratios (``LLCResult.diagnostics["virial"]``), and log importance weights
+   log w_s = −U(v_s) − log q(v_s), Pareto-smoothed (PSIS). With every fit's k̂ < 0.7 the reported
+   λ̂ is the self-normalised importance-sampling estimate (``llc_source`` "importance-weighted");
+   the raw mean (``llc_raw``) and the control-variate estimate (``llc_cv``) stay beside it. With
+   k̂ >= 0.7 q misses posterior mass and the result warns. A fit whose overall virial ratio is
+   not 1 within max(0.03, 3·se), or one of whose per-coordinate ratios is not within
+   max(0.03, z·se), is reported as not converged (``diagnostics["converged"]``) with a warning.
 
 Control variate (``control_variate=True``): with H = ∇²L_n(w*), E_q[½vᵀHv] =
 ½ Σ_m π_m (tr(HD) + Σ_j k_mjᵀHk_mj) is computed with Hessian-vector products only (tr(HD)
@@ -27,22 +49,23 @@ Numerical faults: an optimisation step whose ELBO estimate or gradient is not fi
 or ±Inf at one of its draws) is rejected by ``mfa.step`` (state unchanged) and counted in
 ``diagnostics["rejected_steps"]``; a fit whose final state or evaluation losses are not finite is
 flagged (``diagnostics`` ``valid`` False), so it is excluded from λ̂ with a warning, like a
-diverged chain. ``final_elbo`` averages the accepted steps only; ``extra["elbo_trace"]`` keeps
-the raw per-step estimates, non-finite exactly at the rejected steps.
+diverged chain. ``final_elbo`` averages the accepted steps of the last block only;
+``extra["elbo_trace"]`` keeps the raw per-step estimates (NaN at rejected steps and after the
+fit stopped).
 
-Initial diagonal scale: s_i = 1/sqrt(nβ·max(Ĥ_ii, 0) + γ), with Ĥ_ii a Hutchinson estimate of
-the Hessian diagonal at w* (``num_probes`` HVPs), i.e. the posterior scale of a diagonal
-quadratic. Expect q to under-disperse in flat, curved directions of singular models, which
-inflates λ̂ (a Gaussian mixture centred at w* cannot follow curved valleys).
+VI needs γ > 0: at γ = 0 the localized posterior is improper along every direction where the
+loss is flat, and no fit can be certified, so ``gamma=0`` is rejected.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from blackjax.diagnostics import psis_weights
 
 from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float, positive_int, probability
 from lambda_hat.kernels.sgld import chain_keys
@@ -57,6 +80,90 @@ def _hvp_fn(posterior: LocalPosterior):
         return jax.jvp(grad, (posterior.w_star,), (u,))[1]
 
     return hvp
+
+
+PREFIT_MAX_FACTOR = 16.0  # the virial ratio is clipped to [1/16, 16] in a pre-fit step
+SEARCH_VIRIAL_TOLERANCE = 0.05
+FINAL_VIRIAL_TOLERANCE = 0.03
+IS_FLAT_SPREAD = 1e-3  # log-weight spread (nats) below which the weights are taken as uniform
+ADAM_B2 = 0.99  # Adam's second-moment decay: short memory, so early transients do not stall the fit
+
+
+def _bonferroni_z(dim: int, family_alpha: float = 0.01) -> float:
+    """Two-sided normal quantile at level family_alpha / dim (a per-coordinate threshold whose
+    chance of any false alarm over the d coordinates of an exact fit is about family_alpha)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1 - family_alpha / (2 * max(dim, 1)))
+
+
+def coordinate_virial(vs: jax.Array, grads: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-coordinate virial ratios r_i = mean_s v_si ∂_iU(v_s) and their iid standard errors."""
+    t = vs * grads
+    n = t.shape[0]
+    return jnp.mean(t, axis=0), jnp.std(t, axis=0, ddof=1) / jnp.sqrt(n)
+
+
+def virial_within(vs: jax.Array, grads: jax.Array, tolerance: float, z: float) -> jax.Array:
+    """True when the overall ratio (1/d)Σ_i r_i is within max(tolerance, 3·se) of 1 and every
+    coordinate's r_i within max(tolerance, z·se_i), from iid draws vs with gradients ∂U."""
+    r, se = coordinate_virial(vs, grads)
+    overall = jnp.mean(vs * grads, axis=1)
+    r_all = jnp.mean(overall)
+    se_all = jnp.std(overall, ddof=1) / jnp.sqrt(overall.shape[0])
+    ok = jnp.abs(r_all - 1) <= jnp.maximum(tolerance, 3 * se_all)
+    return ok & jnp.all(jnp.abs(r - 1) <= jnp.maximum(tolerance, z * se))
+
+
+class Certificate(NamedTuple):
+    """Evaluation draws of a fitted q and what certifies them (one fit, S draws).
+
+    draws: (S, d) v_s ~ q.  excess: (S,) L_n(w* + v_s) − L_n(w*).  grad_potential: (S, d) ∂U(v_s).
+    log_weights: (S,) Pareto-smoothed log importance weights of p/q, normalised (Σ exp = 1).
+    pareto_k: () the Pareto k̂ of the raw weights (< 0.7: the weighted estimate is reliable).
+    """
+
+    draws: jax.Array
+    excess: jax.Array
+    grad_potential: jax.Array
+    log_weights: jax.Array
+    pareto_k: jax.Array
+
+
+def certify(rng_key: jax.Array, posterior: LocalPosterior, state: mfa.MFAState, num_draws: int) -> Certificate:
+    """Draw from a fitted q and weight the draws against the localized posterior p ∝ exp(−U).
+
+        log w_s = −U(v_s) − log q(v_s),   v_s ~ q,
+
+    smoothed by PSIS (``blackjax.diagnostics.psis_weights``). The self-normalised estimate
+    λ̂_IS = nβ Σ_s w̃_s (L_n(w* + v_s) − L_n(w*)) is consistent for the posterior's λ̂ when k̂ < 0.7.
+    Each draw costs one full-batch loss and gradient evaluation (the gradient is the virial check's).
+
+    Args:
+        rng_key: key for the draws.
+        posterior: the localized posterior.
+        state: a fitted MFA state (flat local coordinates v = w − w*).
+        num_draws: S.
+
+    Returns:
+        A :class:`Certificate`.
+    """
+    vs = mfa.sample(rng_key, state, num_draws)
+
+    def evaluate(v):
+        logp, g = jax.value_and_grad(posterior.logdensity)(posterior.w_star + v)
+        excess = posterior.excess_loss_from_logdensity(posterior.w_star + v, logp)
+        return excess, -g, logp - mfa.logdensity(state, v)
+
+    excess, grads, log_ratio = jax.lax.map(evaluate, vs)
+    log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
+    log_weights, pareto_k = psis_weights(log_ratio)
+    # q = p up to rounding: the ratios are constant and the Pareto fit degenerates (k̂ NaN); the
+    # weights are then uniform, which is exact
+    flat = (jnp.max(log_ratio) - jnp.min(log_ratio)) < IS_FLAT_SPREAD
+    log_weights = jnp.where(flat, -jnp.log(jnp.asarray(num_draws, log_ratio.dtype)), log_weights)
+    pareto_k = jnp.where(flat, jnp.zeros_like(pareto_k), pareto_k)
+    return Certificate(vs, excess, grads, log_weights, pareto_k)
 
 
 def run_vi(
@@ -76,49 +183,131 @@ def run_vi(
     control_variate: bool,
     num_probes: int,
     exact_trace_max_dim: int,
+    num_prefit_steps: int,
+    check_every: int,
     save_positions: bool = False,
 ) -> KernelOutput:
     d, dtype = posterior.dim, posterior.dtype
+    cap = max(num_warmup, 1)
+    block = min(check_every, cap)
+    num_blocks = -(-cap // block)
+    z_final = _bonferroni_z(d)
+    z_search = _bonferroni_z(d, 0.05)
+
     def adam(lr):
-        return optax.adam(optax.cosine_decay_schedule(lr, max(num_warmup, 1), alpha=final_lr_fraction))
+        return optax.adam(lr, b2=ADAM_B2)
 
     # Whitened loadings A (K = s ⊙ A) must travel far when flat directions are much wider than
     # the initial s (|A| ~ sqrt(nβ·a + γ)/sqrt(γ)); Adam moves ~lr per step, so they get their own rate.
-    optimizer = optax.multi_transform(
+    base = optax.multi_transform(
         {"logits": adam(learning_rate), "rho": adam(learning_rate), "loadings": adam(loading_learning_rate)},
         ("logits", "rho", "loadings"))
     hvp = _hvp_fn(posterior)
 
+    def logp_fn(k_batch):
+        if batch_size is None:
+            return lambda v: posterior.logdensity(posterior.w_star + v)
+        batch = posterior.sample_batch(k_batch, batch_size)
+        return lambda v: posterior.logdensity_minibatch(posterior.w_star + v, batch)
+
+    def grad_u(logp, vs):
+        return jax.vmap(lambda v: -jax.grad(logp)(v))(vs)
+
     def init_scale(k):
-        z = jax.random.rademacher(k, (num_probes, d), dtype)
+        k_probe, k_fit = jax.random.split(k)
+        z = jax.random.rademacher(k_probe, (num_probes, d), dtype)
         diag = jnp.mean(z * jax.vmap(hvp)(z), axis=0)
-        return 1.0 / jnp.sqrt(posterior.nbeta * jnp.maximum(diag, 0) + posterior.gamma)
+        s0 = 1.0 / jnp.sqrt(posterior.nbeta * jnp.maximum(diag, 0) + posterior.gamma)
+        lo, hi = jnp.asarray(1 / PREFIT_MAX_FACTOR, dtype), jnp.asarray(PREFIT_MAX_FACTOR, dtype)
+
+        def prefit(scale, kk):  # virial fixed point on a diagonal Gaussian
+            k_b, k_v = jax.random.split(kk)
+            vs = scale * jax.random.normal(k_v, (num_components * num_samples, d), dtype)
+            r, _ = coordinate_virial(vs, grad_u(logp_fn(k_b), vs))
+            r = jnp.where(jnp.isfinite(r), r, hi)  # a non-finite potential out there: shrink
+            return scale * jnp.clip(r, lo, hi) ** -0.25, None
+
+        s, _ = jax.lax.scan(prefit, s0, jax.random.split(k_fit, num_prefit_steps))
+        return s
+
+    def lr_factor(t, phase, anneal_start, anneal_len):
+        frac = jnp.clip((t - anneal_start) / jnp.maximum(anneal_len, 1), 0, 1).astype(dtype)
+        cosine = final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (1 + jnp.cos(jnp.pi * frac))
+        return jnp.where(phase == 0, jnp.ones((), dtype), cosine)
+
+    zero = jnp.zeros((), dtype)
 
     def one_fit(chain_key):
         k_diag, k_init, k_opt, k_draw, k_probe = jax.random.split(chain_key, 5)
-        state = mfa.init(d, optimizer, num_components=num_components, rank=rank, rng_key=k_init,
-                         init_scale=init_scale(k_diag), dtype=dtype)
+        state = mfa.init(d, optax.chain(base, optax.scale(1.0)), num_components=num_components, rank=rank,
+                         rng_key=k_init, init_scale=init_scale(k_diag), dtype=dtype)
 
-        def opt_step(state, t):
-            k_batch, k_step = jax.random.split(jax.random.fold_in(k_opt, t))
-            if batch_size is None:
-                logp = lambda v: posterior.logdensity(posterior.w_star + v)  # noqa: E731
-            else:
-                batch = posterior.sample_batch(k_batch, batch_size)
-                logp = lambda v: posterior.logdensity_minibatch(posterior.w_star + v, batch)  # noqa: E731
-            state, info = mfa.step(k_step, state, logp, optimizer, num_samples)
-            return state, info
+        def run_block(carry):
+            (state, t, phase, a_start, a_len, prev_mean, prev_var, searched, done, buf, rejected, j, passes) = carry
 
-        state, info = jax.lax.scan(opt_step, state, jnp.arange(num_warmup))
-        vs = mfa.sample(k_draw, state, num_draws)
-        excess = jax.lax.map(lambda v: posterior.full_loss(posterior.w_star + v) - posterior.loss_at_wstar, vs)
-        tail = jnp.where(info.rejected, jnp.nan, info.elbo)[-max(1, num_warmup // 20):]
+            def opt_step(carry, i):
+                st, g_sum, g_sq, o_sum, o_sq = carry
+                step_t = t + i
+                factor = lr_factor(step_t, phase, a_start, a_len)
+                optimizer = optax.chain(base, optax.scale(factor))
+                k_batch, k_step = jax.random.split(jax.random.fold_in(k_opt, step_t))
+                new, info = mfa.step(k_step, st, logp_fn(k_batch), optimizer, num_samples)
+                live = step_t < cap  # the last block may overrun the cap: those steps are no-ops
+                new = jax.tree.map(lambda x, y: jnp.where(live, x, y), new, st)
+                use = live & ~info.rejected
+                g = jnp.where(use, info.log_scale_grad, 0)  # estimates 1 − r_i (virial identity)
+                o = jnp.mean(g)
+                carry = (new, g_sum + g, g_sq + g * g, o_sum + o, o_sq + o * o)
+                elbo = jnp.where(live, jnp.where(info.rejected, jnp.nan, info.elbo), jnp.nan)
+                return carry, (elbo, use, live & info.rejected)
+
+            zeros_d = jnp.zeros((d,), dtype)
+            (state, g_sum, g_sq, o_sum, o_sq), (elbo, used, rej) = jax.lax.scan(
+                opt_step, (state, zeros_d, zeros_d, zero, zero), jnp.arange(block))
+            buf = jax.lax.dynamic_update_slice(buf, elbo, (j * block,))
+            t_new = jnp.minimum(t + block, cap)
+            mean = jnp.nanmean(elbo)
+            var = jnp.nanvar(elbo) / jnp.maximum(jnp.sum(jnp.isfinite(elbo)), 1)
+            plateau = (j > 0) & (mean - prev_mean <= 3 * jnp.sqrt(var + prev_var))
+            # the block's mean ELBO gradient along each log s_i estimates 1 − r_i: zero at an optimum
+            count = jnp.maximum(jnp.sum(used), 2).astype(dtype)
+            g_mean, o_mean = g_sum / count, o_sum / count
+            g_se = jnp.sqrt(jnp.maximum(g_sq / count - g_mean**2, 0) / (count - 1))
+            o_se = jnp.sqrt(jnp.maximum(o_sq / count - o_mean**2, 0) / (count - 1))
+            virial_ok = jnp.abs(o_mean) <= jnp.maximum(SEARCH_VIRIAL_TOLERANCE, 3 * o_se)
+            virial_ok &= jnp.all(jnp.abs(g_mean) <= jnp.maximum(SEARCH_VIRIAL_TOLERANCE, z_search * g_se))
+            passes = jnp.where(plateau & virial_ok, passes + 1, 0)
+            start_anneal = (phase == 0) & ((passes >= 2) | (t_new >= int(0.6 * cap)))
+            searched = jnp.where(start_anneal, passes >= 2, searched)
+            a_len = jnp.where(start_anneal, jnp.clip(t_new // 2, 2 * block, cap - t_new), a_len)
+            a_start = jnp.where(start_anneal, t_new, a_start)
+            phase = jnp.where(start_anneal, 1, phase)
+            done = (t_new >= cap) | ((phase == 1) & ~start_anneal & (t_new >= a_start + a_len))
+            done |= (phase == 1) & (a_len == 0)
+            return (state, t_new, phase, a_start, a_len, mean, var, searched, done, buf,
+                    rejected + jnp.sum(rej.astype(jnp.int32)), j + 1, passes)
+
+        zero_i = jnp.zeros((), jnp.int32)
+        carry = (state, zero_i, zero_i, zero_i, zero_i, zero, zero, jnp.zeros((), bool), jnp.asarray(num_warmup < 1),
+                 jnp.full((num_blocks * block,), jnp.nan, dtype), zero_i, zero_i, zero_i)
+        carry = jax.lax.while_loop(lambda c: ~c[8], run_block, carry)
+        state, steps_used, _, _, _, last_mean, _, searched, _, buf, rejected, blocks, _ = carry
+
+        vs, excess, grads, log_weights, pareto_k = certify(k_draw, posterior, state, num_draws)
+        virial = jax.vmap(lambda v, g: posterior.virial_terms(posterior.w_star + v, g))(vs, grads)
+        r, se = coordinate_virial(vs, grads)
+        deviation = jnp.abs(r - 1) / jnp.maximum(se, jnp.finfo(dtype).tiny)
+        converged = virial_within(vs, grads, FINAL_VIRIAL_TOLERANCE, z_final)
         state_ok = jnp.all(jnp.isfinite(mfa.scales(state))) & jnp.all(jnp.isfinite(state.loadings))
         state_ok &= jnp.all(jnp.isfinite(state.logits))
-        out = {"excess": excess, "elbo": info.elbo, "weight_entropy": info.weight_entropy[-1] if num_warmup else jnp.nan,
+        out = {"excess": excess, "elbo": buf[:cap], "virial": virial, "log_weights": log_weights,
+               "pareto_k": pareto_k,
+               "weight_entropy": -jnp.sum(mfa.weights(state) * jax.nn.log_softmax(state.logits)),
                "scale_min": jnp.min(mfa.scales(state)), "scale_max": jnp.max(mfa.scales(state)),
-               "final_elbo": jnp.nanmean(tail) if num_warmup else jnp.nan,
-               "rejected_steps": jnp.sum(info.rejected.astype(jnp.int32)),
+               "final_elbo": last_mean, "rejected_steps": rejected, "optimization_steps": steps_used,
+               "search_converged": searched, "converged": converged,
+               "worst_coordinate": jnp.argmax(deviation), "worst_coordinate_ratio": r[jnp.argmax(deviation)],
+               "worst_coordinate_z": jnp.max(deviation), "checks": blocks,
                # a fit whose evaluation draws hit a non-finite loss is flagged (excluded from λ̂)
                "valid": state_ok & jnp.all(jnp.isfinite(excess))}
         if save_positions:  # the evaluation draws from q, whose losses are the trace
@@ -132,26 +321,60 @@ def run_vi(
 
     res = jax.vmap(one_fit)(chain_keys(key, num_chains))
     samples_per_step = num_components * num_samples
-    opt_evals = num_warmup * samples_per_step
+    opt_evals = res["optimization_steps"] * samples_per_step
     used = posterior.n if batch_size is None else batch_size
+    prefit_evals = num_prefit_steps * samples_per_step
     # Hessian-vector products cost about two gradient evaluations each.
     probes_hvps = num_probes + (num_components * rank + (d if d <= exact_trace_max_dim else num_probes)
                                 + num_draws if control_variate else 0)
-    grad_evals = opt_evals + 2 * probes_hvps
-    data_passes = opt_evals * used / posterior.n + 2 * probes_hvps + num_draws
-    diagnostics = {k: res[k] for k in ("final_elbo", "weight_entropy", "scale_min", "scale_max", "rejected_steps", "valid")}
+    grad_evals = opt_evals + prefit_evals + 2 * probes_hvps + num_draws
+    data_passes = (opt_evals + prefit_evals) * used / posterior.n + 2 * probes_hvps + num_draws
+    diagnostics = {k: res[k] for k in ("final_elbo", "weight_entropy", "scale_min", "scale_max", "rejected_steps",
+                                       "optimization_steps", "search_converged", "converged", "worst_coordinate",
+                                       "worst_coordinate_ratio", "worst_coordinate_z", "pareto_k", "valid")}
     extra = {"elbo_trace": res["elbo"]}
     if control_variate:
         extra["excess_loss_cv"] = res["excess_cv"]
         diagnostics["hutchinson_se"] = posterior.nbeta * res["eq_stderr"]
     return KernelOutput(
         excess_loss=res["excess"],
-        grad_evals=jnp.full((num_chains,), grad_evals),
-        data_passes=jnp.full((num_chains,), data_passes),
+        grad_evals=grad_evals,
+        data_passes=data_passes,
         diagnostics=diagnostics,
         extra=extra,
         positions=res.get("positions"),
+        virial=res["virial"],
+        log_weights=res["log_weights"],
+        pareto_k=res["pareto_k"],
     )
+
+
+def _messages(diagnostics: dict[str, Any]) -> list[str]:
+    """Warnings about fits that did not converge (host side, from the per-fit diagnostics)."""
+    valid = np.asarray(diagnostics["valid"], bool)
+    converged = np.asarray(diagnostics["converged"], bool)
+    bad = np.flatnonzero(valid & ~converged).tolist()
+    if not bad:
+        return []
+    c = bad[0]
+    steps = np.asarray(diagnostics["optimization_steps"]).tolist()
+    return [
+        f"vi: fits {bad} did not converge: their virial ratios E_q[v_i·∂_iU] are not 1 within max("
+        f"{FINAL_VIRIAL_TOLERANCE}, z·se) (fit {c}: coordinate {int(diagnostics['worst_coordinate'][c])} has "
+        f"r = {float(diagnostics['worst_coordinate_ratio'][c]):.3f}, {float(diagnostics['worst_coordinate_z'][c]):.1f} "
+        f"standard errors from 1; optimisation steps used: {steps}). The ELBO is not at an optimum of the "
+        "family, so λ̂ is biased (r > 1: q too wide along that coordinate; r < 1: too narrow); raise num_warmup "
+        "(the step cap), or use an MCMC kernel"
+    ]
+
+
+def _check_posterior(posterior: LocalPosterior) -> None:
+    if not float(posterior.gamma) > 0:
+        raise ValueError(
+            f"gamma: kernel 'vi' needs gamma > 0, got {float(posterior.gamma)}; at gamma = 0 the localized "
+            "posterior is improper along every direction where the loss is flat, and no variational fit can "
+            "be certified (use gamma > 0, e.g. the default 1.0, or an MCMC kernel)"
+        )
 
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +385,8 @@ def _check(options: dict[str, Any]) -> dict[str, Any]:
     options["loading_learning_rate"] = positive_float("loading_learning_rate", options["loading_learning_rate"])
     options["final_lr_fraction"] = probability("final_lr_fraction", options["final_lr_fraction"])
     options["control_variate"] = boolean("control_variate", options["control_variate"])
+    options["num_prefit_steps"] = positive_int("num_prefit_steps", options["num_prefit_steps"], minimum=0)
+    options["check_every"] = positive_int("check_every", options["check_every"], minimum=10)
     return options
 
 
@@ -169,10 +394,17 @@ VI = KernelSpec(
     name="vi",
     run=run_vi,
     options={"num_components": 4, "rank": 4, "learning_rate": 0.02, "loading_learning_rate": 0.3, "final_lr_fraction": 0.01,
-             "num_samples": 4, "control_variate": True, "num_probes": 16, "exact_trace_max_dim": 256},
+             "num_samples": 4, "control_variate": True, "num_probes": 16, "exact_trace_max_dim": 256,
+             "num_prefit_steps": 30, "check_every": 250},
     default_num_draws=1000,
-    default_num_warmup=3000,
+    default_num_warmup=20000,
     minibatch=True,
     check_options=_check,
-    description="variational mixture of factor analyzers (lambda_hat.vi.mfa); num_warmup = optimisation steps",
+    description="variational mixture of factor analyzers (lambda_hat.vi.mfa); num_warmup = the cap on "
+    "optimisation steps",
+    messages=_messages,
+    check_posterior=_check_posterior,
+    bias_advice="the fit has not reached the ELBO optimum (raise num_warmup, the step cap), or q cannot "
+    "represent the posterior; use an MCMC kernel",
+    virial_tolerance=FINAL_VIRIAL_TOLERANCE,
 )

@@ -88,6 +88,9 @@ class MFAInfo(NamedTuple):
     grad_norm:      global L2 norm of the ELBO-ascent gradient over (logits, rho, loadings).
     rejected:       True when the step was rejected because the ELBO estimate or its gradient
                     was not finite (e.g. log p~ is NaN for a draw); the state is then unchanged.
+    log_scale_grad: (d,) the estimated derivative of the ELBO along log s_i, scaling row i of
+                    D^1/2 and of every K_m: s_i / sigmoid(rho_i) * dELBO/drho_i. Its expectation
+                    is 1 - E_q[v_i dU/dv_i] (the virial identity), so it is 0 at every optimum.
     """
 
     elbo: Array
@@ -98,6 +101,7 @@ class MFAInfo(NamedTuple):
     scale_max: Array
     grad_norm: Array
     rejected: Array
+    log_scale_grad: Array
 
 
 class ExpectedQuadratic(NamedTuple):
@@ -458,6 +462,7 @@ def step(
         scale_max=jnp.max(s),
         grad_norm=optax.tree.norm(grads),
         rejected=jnp.logical_not(finite),
+        log_scale_grad=grads[1] * s / jax.nn.sigmoid(state.rho),
     )
     return new_state, info
 
