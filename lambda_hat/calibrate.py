@@ -1,11 +1,21 @@
-"""SGLD step-size × nβ calibration sweep in one vectorized program.
+"""Step-size calibration: an ε × nβ × γ sweep of a stochastic-gradient kernel in one program.
 
-For each cell (ε, nβ) of the grid, ``num_chains`` SGLD chains run from w*; every cell runs in
-the same jitted program (vmap over cells, vmap over chains, lax.scan over steps). Per cell we
-report λ̂ ± MCSE, the mean MALA acceptance probability of the SGLD moves (Furman & Lau 2024:
-aim for ≈ 0.9 or more), whether every chain stayed finite, and a drift statistic: the
-difference between the λ̂ of the second and first half of the draws in MCSE units (a plateaued
-loss trace gives |drift| ≲ 2). This is what devinterp's ε–β analysis offers.
+For each cell (ε, nβ, γ) of the grid, ``num_chains`` chains of ``kernel`` (``sgld``,
+``rmsprop_sgld`` or ``adam_sgld``) run from w*; every cell runs in the same jitted program (vmap
+over cells, vmap over chains, lax.scan over steps). Per cell we report:
+
+- λ̂ ± MCSE;
+- the virial ratio r = (1/d)Σ_i E[v_i ∂_iU] ± its error: 1 under the exact posterior, and about
+  1/(1 − εκ/4) along a direction of curvature κ for SGLD at step ε, so |r − 1| measures the
+  step-size and minibatch bias without any ground truth (see docs/math.md);
+- the mean MALA acceptance probability of the SGLD moves (``sgld`` only; Furman & Lau 2024);
+- whether every chain stayed finite, and a drift statistic: the difference between the λ̂ of the
+  second and first half of the draws in MCSE units (a plateaued loss trace gives |drift| ≲ 2).
+
+:meth:`CalibrationResult.recommended` picks, per (nβ, γ), the largest stable ε whose virial ratio
+is within 0.01 of 1 and whose λ̂ agrees within error with the next smaller ε, and says why when no
+ε qualifies (the virial condition allows for the ratio's own Monte Carlo error: |r − 1| ≤ 0.01 + se,
+with se ≤ 0.02).
 """
 
 from __future__ import annotations
@@ -13,71 +23,148 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lambda_hat.api import as_key
-from lambda_hat.diagnostics import llc_statistics
+from lambda_hat.api import LLCWarning, as_key
+from lambda_hat.diagnostics import llc_statistics, virial_statistics
+from lambda_hat.kernels import get_kernel
 from lambda_hat.kernels.base import positive_float, positive_int
-from lambda_hat.kernels.sgld import run_sgld
 from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
+
+CALIBRATION_KERNELS = ("sgld", "rmsprop_sgld", "adam_sgld")
+VIRIAL_MAX_DEVIATION = 0.01
+VIRIAL_MAX_SE = 0.02  # a ratio measured less precisely than this cannot qualify a step size
+DEFAULT_GRID = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)  # × 1/κ_max (SGLD), × 1/√κ_max (preconditioned)
 
 
 @dataclass
 class CalibrationResult:
-    """Grids are indexed [i_step_size, j_nbeta]."""
+    """A calibration sweep. Grids are indexed [i_step_size, j_nbeta, k_gamma].
+
+    step_sizes, nbetas, gammas: the grid axes. llc, llc_se: λ̂ ± MCSE per cell. virial, virial_se:
+    the overall virial ratio per cell. acceptance: mean MALA acceptance (NaN for the preconditioned
+    kernels). stable: every chain finite. drift: second-half minus first-half λ̂ in MCSE units.
+    kappa_max: the largest curvature nβ·a_max + γ used to scale the default grid (None when the
+    grid was given). kernel: the swept kernel.
+    """
 
     step_sizes: np.ndarray
     nbetas: np.ndarray
+    gammas: np.ndarray
     llc: np.ndarray
     llc_se: np.ndarray
+    virial: np.ndarray
+    virial_se: np.ndarray
     acceptance: np.ndarray
     stable: np.ndarray
     drift: np.ndarray
     loss_at_wstar: float
     seconds: float
+    kernel: str = "sgld"
+    kappa_max: float | None = None
+    reasons: dict[tuple[float, float], str] = field(default_factory=dict)
 
-    def recommended(self, min_acceptance: float = 0.9) -> dict[str, float] | None:
-        """For each nβ, the largest ε that is stable, has acceptance >= min_acceptance and
-        |drift| < 3; returns {nbeta: step_size} (cells failing everywhere are left out)."""
+    def _cell_ok(self, i: int, j: int, k: int) -> tuple[bool, str]:
+        eps = self.step_sizes[i]
+        if not self.stable[i, j, k]:
+            return False, f"ε = {eps:.3g} diverged"
+        dev, se = abs(self.virial[i, j, k] - 1), self.virial_se[i, j, k]
+        if not se <= VIRIAL_MAX_SE:
+            return False, (f"ε = {eps:.3g}: virial ratio {self.virial[i, j, k]:.4f} ± {se:.2g} is too uncertain "
+                           f"(se > {VIRIAL_MAX_SE}; lengthen num_draws)")
+        if not dev <= VIRIAL_MAX_DEVIATION + se:
+            why = "step-size or minibatch bias" if self.virial[i, j, k] > 1 else "not equilibrated: lengthen num_warmup"
+            return False, (f"ε = {eps:.3g}: virial ratio {self.virial[i, j, k]:.4f} ± {se:.2g} is more than "
+                           f"{VIRIAL_MAX_DEVIATION} from 1 ({why})")
+        if i > 0 and self.stable[i - 1, j, k]:
+            diff = self.llc[i, j, k] - self.llc[i - 1, j, k]
+            se = math.hypot(self.llc_se[i, j, k], self.llc_se[i - 1, j, k])
+            if abs(diff) > 2 * se:
+                return False, (f"ε = {eps:.3g}: λ̂ = {self.llc[i, j, k]:.4g} differs from λ̂ = "
+                               f"{self.llc[i - 1, j, k]:.4g} at ε = {self.step_sizes[i - 1]:.3g} by "
+                               f"{diff / se:+.1f} standard errors (not flat in ε)")
+        if np.isfinite(self.drift[i, j, k]) and abs(self.drift[i, j, k]) >= 3:
+            return False, f"ε = {eps:.3g}: the λ̂ trace drifts ({self.drift[i, j, k]:+.1f} MCSE between halves)"
+        return True, ""
+
+    def recommended(self, gamma: float | None = None) -> dict[float, float] | None:
+        """The recommended ε per nβ at one γ (default: the first of the sweep).
+
+        Rule: the largest stable ε whose virial ratio is within 0.01 of 1 (|r − 1| ≤ 0.01 + se,
+        measured to se ≤ 0.02: a sweep too short to measure r that well qualifies nothing, so
+        lengthen ``num_draws`` until ``virial_se`` is below 0.02; r well below 1 at small ε means the chains
+        have not spread out yet, so lengthen ``num_warmup``), whose λ̂ agrees within
+        2 standard errors with the next smaller ε of the grid (when that one is stable), and whose
+        trace does not drift (|drift| < 3). Returns {nbeta: step_size}, or None when no ε qualifies
+        for any nβ; the reason for every nβ left out is in ``reasons[(nbeta, gamma)]`` and is
+        issued as an LLCWarning.
+        """
+        k = 0 if gamma is None else int(np.argmin(np.abs(self.gammas - float(gamma))))
+        if gamma is not None and not np.isclose(self.gammas[k], float(gamma)):
+            raise ValueError(f"gamma: expected one of the swept values {self.gammas.tolist()}, got {gamma}")
         out = {}
         for j, nb in enumerate(self.nbetas):
-            ok = self.stable[:, j] & (self.acceptance[:, j] >= min_acceptance) & (np.abs(self.drift[:, j]) < 3)
-            if ok.any():
-                out[float(nb)] = float(self.step_sizes[np.flatnonzero(ok).max()])
+            why = []
+            for i in reversed(range(self.step_sizes.size)):
+                ok, reason = self._cell_ok(i, j, k)
+                if ok:
+                    out[float(nb)] = float(self.step_sizes[i])
+                    break
+                why.append(reason)
+            else:
+                message = (f"calibrate: no step size qualifies at nβ = {nb:.4g}, γ = {self.gammas[k]:.4g}: "
+                           + "; ".join(reversed(why)) + ". Sweep smaller step sizes, run longer (num_draws), "
+                           "or raise γ if the chains leave the basin")
+                self.reasons[(float(nb), float(self.gammas[k]))] = message
+                warnings.warn(message, LLCWarning, stacklevel=2)
         return out or None
 
     def table(self) -> str:
-        lines = [f"{'ε':>10} {'nβ':>10} {'λ̂':>10} {'MCSE':>8} {'accept':>7} {'drift':>7} stable"]
+        """One line per cell: ε, nβ, γ, λ̂, MCSE, virial ratio ± se, acceptance, drift, stable."""
+        lines = [f"{'ε':>10} {'nβ':>10} {'γ':>8} {'λ̂':>10} {'MCSE':>8} {'virial':>8} {'± se':>7} "
+                 f"{'accept':>7} {'drift':>7} stable"]
         for i, eps in enumerate(self.step_sizes):
             for j, nb in enumerate(self.nbetas):
-                lines.append(
-                    f"{eps:10.3g} {nb:10.4g} {self.llc[i, j]:10.4g} {self.llc_se[i, j]:8.2g} "
-                    f"{self.acceptance[i, j]:7.3f} {self.drift[i, j]:7.2f} {'yes' if self.stable[i, j] else 'NO'}"
-                )
+                for k, g in enumerate(self.gammas):
+                    lines.append(
+                        f"{eps:10.3g} {nb:10.4g} {g:8.3g} {self.llc[i, j, k]:10.4g} {self.llc_se[i, j, k]:8.2g} "
+                        f"{self.virial[i, j, k]:8.4f} {self.virial_se[i, j, k]:7.2g} {self.acceptance[i, j, k]:7.3f} "
+                        f"{self.drift[i, j, k]:7.2f} {'yes' if self.stable[i, j, k] else 'NO'}"
+                    )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
+        out = {}
+        for k, v in self.__dict__.items():
+            if k == "reasons":
+                out[k] = {f"nbeta={a:.6g}, gamma={b:.6g}": m for (a, b), m in v.items()}
+            else:
+                out[k] = v.tolist() if isinstance(v, np.ndarray) else v
+        return out
 
     def plot(self, path: str | None = None):
-        """λ̂ against ε, one line per nβ, with MALA acceptance on a second panel."""
+        """λ̂ and the virial ratio against ε, one line per (nβ, γ)."""
         from lambda_hat.plotting import _pyplot
 
         plt = _pyplot()
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
         for j, nb in enumerate(self.nbetas):
-            ok = self.stable[:, j]
-            a.errorbar(self.step_sizes[ok], self.llc[ok, j], yerr=self.llc_se[ok, j], marker="o", label=f"nβ = {nb:.3g}")
-            b.plot(self.step_sizes, self.acceptance[:, j], marker="o", label=f"nβ = {nb:.3g}")
+            for k, g in enumerate(self.gammas):
+                ok = self.stable[:, j, k]
+                label = f"nβ = {nb:.3g}, γ = {g:.3g}"
+                a.errorbar(self.step_sizes[ok], self.llc[ok, j, k], yerr=self.llc_se[ok, j, k], marker="o", label=label)
+                b.errorbar(self.step_sizes[ok], self.virial[ok, j, k], yerr=self.virial_se[ok, j, k], marker="o",
+                           label=label)
         a.set(xscale="log", xlabel="ε (step size)", ylabel="λ̂ ± MCSE", title="λ̂ across the sweep")
-        b.axhline(0.9, color="k", ls="--", lw=1)
-        b.set(xscale="log", xlabel="ε (step size)", ylabel="MALA acceptance", ylim=(0, 1.02), title="acceptance")
+        b.axhspan(1 - VIRIAL_MAX_DEVIATION, 1 + VIRIAL_MAX_DEVIATION, color="0.85", label="|r − 1| ≤ 0.01")
+        b.axhline(1.0, color="k", ls="--", lw=1)
+        b.set(xscale="log", xlabel="ε (step size)", ylabel="virial ratio r ± se", title="self-check (1 = unbiased)")
         a.legend(fontsize=7), b.legend(fontsize=7)
         fig.tight_layout()
         if path is not None:
@@ -85,28 +172,86 @@ class CalibrationResult:
         return fig
 
 
+def _largest_curvature(posterior: LocalPosterior, key: jax.Array, iters: int = 30) -> float:
+    """κ_max = nβ·a_max + γ, a_max the largest Hessian eigenvalue of L_n at w* (power iteration on
+    Hessian-vector products)."""
+    grad = jax.grad(posterior.full_loss)
+
+    @jax.jit
+    def power(u):
+        def body(u, _):
+            hu = jax.jvp(grad, (posterior.w_star,), (u,))[1]
+            return hu / jnp.maximum(jnp.linalg.norm(hu), jnp.finfo(u.dtype).tiny), None
+
+        u, _ = jax.lax.scan(body, u / jnp.linalg.norm(u), None, length=iters)
+        return jnp.dot(u, jax.jvp(grad, (posterior.w_star,), (u,))[1])
+
+    a_max = float(power(jax.random.normal(key, (posterior.dim,), posterior.dtype)))
+    return float(posterior.nbeta) * max(a_max, 0.0) + float(posterior.gamma)
+
+
 def calibrate(
     loss_fn: Callable[[Any, Any], jax.Array],
     params: Any,
     data: Any,
     *,
-    step_sizes: Sequence[float],
+    kernel: str = "sgld",
+    step_sizes: Sequence[float] | None = None,
     nbetas: Sequence[float] | None = None,
+    gammas: Sequence[float] | None = None,
     gamma: float = 1.0,
+    beta: float | None = None,
+    nbeta: float | None = None,
     key: Any = 0,
     num_chains: int = 4,
     num_draws: int = 1000,
     num_warmup: int = 200,
     batch_size: int | None = None,
+    chunk_size: int | None = None,
+    mask: Any = None,
+    **kernel_options: Any,
 ) -> CalibrationResult:
-    """Sweep SGLD step size ε × nβ (default nβ = n/log n) and report λ̂, acceptance, stability."""
-    steps = np.asarray([positive_float("step_sizes", s) for s in np.atleast_1d(step_sizes)])
-    if steps.size == 0:
-        raise ValueError("step_sizes: expected at least one step size")
+    """Sweep the step size ε × nβ × γ of a stochastic-gradient kernel in one compiled program.
+
+    Args:
+        loss_fn, params, data, beta, nbeta, batch_size, chunk_size, mask: as for
+            :func:`lambda_hat.sample` (``beta``/``nbeta`` set the single nβ when ``nbetas`` is None).
+        kernel: ``"sgld"``, ``"rmsprop_sgld"`` or ``"adam_sgld"``.
+        step_sizes: the ε grid. Default: scaled to the problem, ε = c/κ_max for SGLD and c/√κ_max
+            for the preconditioned kernels, c in 0.0025 … 0.32, with κ_max = nβ·a_max + γ from a
+            power iteration on the Hessian at w* (SGLD's bias along the stiffest direction is
+            about εκ/4: 0.06% … 8%).
+        nbetas: nβ values (default: the one ``sample`` would use).
+        gammas: γ values to sweep (default: ``[gamma]``).
+        key: seed or PRNG key.
+        num_chains, num_draws, num_warmup: per cell.
+        **kernel_options: further options of ``kernel`` (e.g. ``alpha`` for rmsprop_sgld);
+            ``step_size`` is the swept axis.
+
+    Returns:
+        A :class:`CalibrationResult`; its ``recommended()`` gives ε per nβ.
+
+    Example:
+        >>> cal = lambda_hat.calibrate(loss_fn, params, data, batch_size=64)  # doctest: +SKIP
+        >>> print(cal.table()); cal.recommended()                             # doctest: +SKIP
+    """
+    if kernel not in CALIBRATION_KERNELS:
+        raise ValueError(f"kernel: expected one of {list(CALIBRATION_KERNELS)}, got {kernel!r}")
+    spec = get_kernel(kernel)
+    if "step_size" in kernel_options:
+        raise ValueError("step_size: the swept axis; give step_sizes=[...] instead")
+    unknown = sorted(set(kernel_options) - set(spec.options))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not an option of kernel {kernel!r}; it accepts {sorted(spec.options)}")
+    options = spec.check_options({**spec.options, **kernel_options})
+    options.pop("step_size")
     loss_fn, params = adapt_model(loss_fn, params)
-    posterior = LocalPosterior(loss_fn, params, data, gamma=gamma)
+    posterior = LocalPosterior(loss_fn, params, data, gamma=gamma, beta=beta, nbeta=nbeta, chunk_size=chunk_size,
+                               mask=mask)
     nbs = np.asarray([float(posterior.nbeta)] if nbetas is None else
                      [positive_float("nbetas", b) for b in np.atleast_1d(nbetas)])
+    gms = np.asarray([float(posterior.gamma)] if gammas is None else
+                     [_nonnegative("gammas", g) for g in np.atleast_1d(gammas)])
     num_chains = positive_int("num_chains", num_chains)
     num_draws = positive_int("num_draws", num_draws, minimum=4)
     num_warmup = positive_int("num_warmup", num_warmup, minimum=0)
@@ -114,34 +259,65 @@ def calibrate(
         batch_size = positive_int("batch_size", batch_size)
         if batch_size > posterior.n:
             raise ValueError(f"batch_size: expected 1 <= batch_size <= n = {posterior.n}, got {batch_size}")
+        if batch_size == posterior.n:
+            batch_size = None  # the full batch, as in sample()
     rng_key = as_key(key)
-    grid_eps, grid_nb = (x.ravel() for x in np.meshgrid(steps, nbs, indexing="ij"))
+    kappa_max = None
+    if step_sizes is None:
+        kappa_max = _largest_curvature(posterior.replace(nbeta=jnp.asarray(nbs.max(), posterior.dtype),
+                                                         gamma=jnp.asarray(gms.max(), posterior.dtype)),
+                                       jax.random.fold_in(rng_key, 1))
+        scale = 1 / kappa_max if kernel == "sgld" else 1 / math.sqrt(kappa_max)
+        steps = np.asarray(DEFAULT_GRID) * scale
+    else:
+        steps = np.sort(np.asarray([positive_float("step_sizes", s) for s in np.atleast_1d(step_sizes)]))
+        if steps.size == 0:
+            raise ValueError("step_sizes: expected at least one step size")
+    grid = [x.ravel() for x in np.meshgrid(steps, nbs, gms, indexing="ij")]
+    if kernel == "sgld":
+        options["mala_acceptance"] = True
 
-    def cell(eps, nb):
-        out = run_sgld(rng_key, posterior.replace(nbeta=nb), num_chains=num_chains, num_draws=num_draws,
-                       num_warmup=num_warmup, batch_size=batch_size, step_size=eps, mala_acceptance=True)
-        return out.excess_loss, out.diagnostics["mala_acceptance"]
+    def cell(eps, nb, g):
+        out = spec.run(rng_key, posterior.replace(nbeta=nb, gamma=g), num_chains=num_chains, num_draws=num_draws,
+                       num_warmup=num_warmup, batch_size=batch_size, step_size=eps, **options)
+        accept = out.diagnostics.get("mala_acceptance", jnp.full((num_chains,), jnp.nan, posterior.dtype))
+        return out.excess_loss, accept, out.virial
 
     start = time.perf_counter()
     dtype = posterior.dtype
-    excess, accept = jax.block_until_ready(
-        jax.jit(jax.vmap(cell))(jnp.asarray(grid_eps, dtype), jnp.asarray(grid_nb, dtype)))
+    excess, accept, virial = jax.block_until_ready(
+        jax.jit(jax.vmap(cell))(*(jnp.asarray(x, dtype) for x in grid)))
     seconds = time.perf_counter() - start
     excess, accept = np.asarray(excess, np.float64), np.asarray(accept, np.float64)
-    shape = (steps.size, nbs.size)
-    llc, se, acc, stable, drift = (np.full(shape, np.nan) for _ in range(5))
+    virial = np.asarray(virial, np.float64)
+    shape = (steps.size, nbs.size, gms.size)
+    llc, se, vr, vse, acc, drift = (np.full(shape, np.nan) for _ in range(6))
     stable = np.zeros(shape, bool)
-    for c, (i, j) in enumerate(np.ndindex(*shape)):
-        trace = grid_nb[c] * excess[c]
-        finite = bool(np.all(np.isfinite(trace)))
-        stable[i, j] = finite
-        acc[i, j] = float(np.nanmean(accept[c]))
+    sizes = np.asarray(posterior.group_sizes)
+    for c, idx in enumerate(np.ndindex(*shape)):
+        trace = grid[1][c] * excess[c]
+        finite = bool(np.all(np.isfinite(trace))) and bool(np.all(np.isfinite(virial[c])))
+        stable[idx] = finite
+        acc[idx] = float(np.nanmean(accept[c])) if np.any(np.isfinite(accept[c])) else np.nan
         if not finite:
             continue
         stats = llc_statistics(trace)
-        llc[i, j], se[i, j] = stats["llc"], stats["llc_se"]
+        llc[idx], se[idx] = stats["llc"], stats["llc_se"]
+        v = virial_statistics(virial[c], sizes, posterior.group_names)
+        vr[idx], vse[idx] = v["ratio"], v["se"]
         half = trace.shape[1] // 2
         first, second = llc_statistics(trace[:, :half]), llc_statistics(trace[:, half:])
         denom = math.hypot(first["llc_se"], second["llc_se"]) or 1.0
-        drift[i, j] = (second["llc"] - first["llc"]) / denom
-    return CalibrationResult(steps, nbs, llc, se, acc, stable, drift, float(posterior.loss_at_wstar), seconds)
+        drift[idx] = (second["llc"] - first["llc"]) / denom
+    return CalibrationResult(steps, nbs, gms, llc, se, vr, vse, acc, stable, drift, float(posterior.loss_at_wstar),
+                             seconds, kernel=kernel, kappa_max=kappa_max)
+
+
+def _nonnegative(name: str, value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected numbers >= 0, got {value!r}") from None
+    if not (math.isfinite(out) and out >= 0):
+        raise ValueError(f"{name}: expected finite numbers >= 0, got {value!r}")
+    return out

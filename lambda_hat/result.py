@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,33 @@ import jax
 import numpy as np
 
 _ARRAY_FIELDS = ("llc_per_chain", "loss_trace", "llc_trace", "valid_chains")
+
+# The version of the files written by LLCResult.save, stored as "format_version" in the .json.
+# 1: files written before the entry existed (no "format_version"); 2: the same fields, versioned.
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
+_FLOAT_FIELDS = ("llc", "llc_se", "loss_at_wstar", "nbeta", "gamma", "data_passes")
+_NPZ_PREFIXES = ("extra__", "positions__")
+
+
+def _format_version(meta: dict[str, Any], where: Path) -> int:
+    version = meta.pop("format_version", 1)
+    if isinstance(version, bool) or version not in SUPPORTED_FORMAT_VERSIONS:
+        supported = ", ".join(str(v) for v in SUPPORTED_FORMAT_VERSIONS)
+        raise ValueError(
+            f"{where}: result file format version {version!r} is not supported; this version of "
+            f"lambda_hat reads format versions {supported} (a newer lambda_hat may read this file)"
+        )
+    return int(version)
+
+
+def _check_names(kind: str, found: set[str], allowed: set[str], required: set[str], where: Path) -> None:
+    unexpected, missing = sorted(found - allowed), sorted(required - found)
+    if unexpected or missing:
+        parts = [f"unexpected {kind} {unexpected}"] if unexpected else []
+        parts += [f"missing {kind} {missing}"] if missing else []
+        raise ValueError(f"{where}: not a result written by LLCResult.save: {'; '.join(parts)} "
+                         f"(expected {sorted(allowed)})")
 
 
 def _jsonable(value: Any) -> Any:
@@ -94,18 +121,19 @@ class LLCResult:
         return plot_result(self, path)
 
     def to_arviz(self):
-        """An arviz.InferenceData with posterior variables ``llc`` and ``loss`` (chains × draws)
-        and the sample stats kept per chain (needs the ``arviz`` extra)."""
+        """The posterior variables ``llc`` and ``loss`` (chains × draws), with the scalar results
+        as attributes, for ArviZ (needs the ``arviz`` extra): an ``arviz.InferenceData`` with
+        arviz 0.x, an ``xarray.DataTree`` with arviz 1.x; ``.posterior["llc"]`` in both."""
         try:
             import arviz
         except ImportError as err:
             raise ImportError("to_arviz needs arviz: pip install 'lambda_hat[arviz]'") from err
         attrs = {k: v for k, v in self.to_dict(include_traces=False).items()
                  if isinstance(v, (int, float, str, bool))}
-        return arviz.from_dict(
-            posterior={"llc": np.asarray(self.llc_trace), "loss": np.asarray(self.loss_trace)},
-            attrs=attrs,
-        )
+        posterior = {"llc": np.asarray(self.llc_trace), "loss": np.asarray(self.loss_trace)}
+        if int(arviz.__version__.split(".")[0]) >= 1:  # arviz 1.x: groups in one dict, attrs per group
+            return arviz.from_dict({"posterior": posterior}, attrs={"posterior": attrs})
+        return arviz.from_dict(posterior=posterior, attrs=attrs)
 
     def summary(self) -> str:
         """A readable multi-line summary."""
@@ -119,8 +147,19 @@ class LLCResult:
             f"   ‖∇L_n(w*)‖ = {d.get('grad_norm_at_wstar', float('nan')):.2e}",
             f"  ESS = {d.get('ess', float('nan')):.1f}   R-hat = {d.get('rhat', float('nan')):.4f}",
         ]
+        virial = d.get("virial")
+        if isinstance(virial, dict):
+            worst = virial["groups"].get(virial["worst_group"])
+            lines.append(
+                f"  virial self-check E[v·∂U]/d = {virial['ratio']:.4f} ± {virial['se']:.2g} (1 under the posterior)"
+                + (f"; farthest group {virial['worst_group']}: {worst['ratio']:.4f} ± {worst['se']:.2g}"
+                   if worst is not None and len(virial["groups"]) > 1 else "")
+            )
         for key, value in d.items():
-            if key in ("ess", "rhat", "grad_norm_at_wstar", "ess_per_chain", "llc_sd"):
+            if key in ("ess", "rhat", "grad_norm_at_wstar", "ess_per_chain", "llc_sd", "virial"):
+                continue
+            if isinstance(value, str):
+                lines.append(f"  {key}: {value}")
                 continue
             arr = np.asarray(value)
             if arr.dtype.kind in "fc" and arr.size:
@@ -151,12 +190,14 @@ class LLCResult:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write ``<path>.json`` (numbers, config, diagnostics) and ``<path>.npz`` (traces)."""
+        """Write ``<path>.json`` (numbers, config, diagnostics) and ``<path>.npz`` (traces).
+
+        The .json records the file format as ``"format_version"`` (:data:`FORMAT_VERSION`)."""
         base = Path(path)
         if base.suffix in (".json", ".npz"):
             base = base.with_suffix("")
         base.parent.mkdir(parents=True, exist_ok=True)
-        meta = self.to_dict(include_traces=False)
+        meta = {"format_version": FORMAT_VERSION, **self.to_dict(include_traces=False)}
         for name in _ARRAY_FIELDS:
             meta.pop(name, None)
         base.with_suffix(".json").write_text(json.dumps(meta, indent=2))
@@ -170,21 +211,38 @@ class LLCResult:
         return base.with_suffix(".json")
 
     @classmethod
-    def load(cls, path: str | Path) -> "LLCResult":
-        """Read a result written by :meth:`save`."""
+    def load(cls, path: str | Path) -> LLCResult:
+        """Read a result written by :meth:`save`, in any of :data:`SUPPORTED_FORMAT_VERSIONS`
+        (a file without ``"format_version"`` is version 1).
+
+        Raises ValueError for an unsupported format version, for fields that a result does not
+        have and for missing required fields.
+        """
         base = Path(path)
         if base.suffix in (".json", ".npz"):
             base = base.with_suffix("")
-        meta = json.loads(base.with_suffix(".json").read_text())
-        with np.load(base.with_suffix(".npz")) as npz:
+        json_path, npz_path = base.with_suffix(".json"), base.with_suffix(".npz")
+        meta = json.loads(json_path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"{json_path}: not a result written by LLCResult.save: "
+                             f"expected a JSON object, got {type(meta).__name__}")
+        _format_version(meta, json_path)
+        fields = cls.__dataclass_fields__
+        meta_names = {name for name in fields if name not in _ARRAY_FIELDS and name not in ("extra", "positions")}
+        required = {name for name in meta_names
+                    if fields[name].default is MISSING and fields[name].default_factory is MISSING}
+        _check_names("fields", set(meta), meta_names, required, json_path)
+        with np.load(npz_path) as npz:
             arrays = {k: npz[k] for k in npz.files}
+        plain = {k for k in arrays if not k.startswith(_NPZ_PREFIXES)}
+        _check_names("arrays", plain, set(_ARRAY_FIELDS), set(_ARRAY_FIELDS), npz_path)
         extra = {k[len("extra__"):]: v for k, v in arrays.items() if k.startswith("extra__")}
         positions = {k[len("positions__"):]: v for k, v in arrays.items() if k.startswith("positions__")} or None
         kwargs = {name: arrays[name] for name in _ARRAY_FIELDS}
-        for name in cls.__dataclass_fields__:
-            if name not in kwargs and name not in ("extra", "positions"):
-                kwargs[name] = meta[name]
-        for key in ("llc", "llc_se", "loss_at_wstar", "nbeta", "gamma", "data_passes"):
-            kwargs[key] = float(kwargs[key])
-        kwargs["grad_evals"] = int(kwargs["grad_evals"])
+        kwargs.update(meta)
+        for key, kind in [*((k, float) for k in _FLOAT_FIELDS), ("grad_evals", int)]:
+            try:
+                kwargs[key] = kind(kwargs[key])
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{json_path}: field {key!r}: expected a number, got {kwargs[key]!r}") from err
         return cls(extra=extra, positions=positions, **kwargs)

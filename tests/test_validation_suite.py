@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -56,7 +57,22 @@ def test_failing_case_gives_nonzero_exit(tmp_path, monkeypatch):
                   settings=lambda k, t, p: dict(step_size=1e-4, num_draws=200, num_warmup=0))
     monkeypatch.setitem(cases_mod.CASES, "strict", strict)
     monkeypatch.setattr(runner, "tolerance", lambda case, target, result: (1.0, 0.0, 0.0, "impossible"))
-    assert cli.main(["--case", "strict", "--kernel", "sgld", "--out", str(tmp_path)]) == 1
+    # this short run warns (R-hat, ...): outside tolerance with a warning is "flagged", exit 0
+    assert cli.main(["--case", "strict", "--kernel", "sgld", "--out", str(tmp_path / "warned")]) == 0
+    doc = json.loads((tmp_path / "warned" / "results.json").read_text())
+    assert [r["status"] for r in doc["results"]] == ["flagged"] and doc["results"][0]["warnings"]
+    # the same wrong number with no warning is a confident wrong answer: "fail", exit 1
+    real_sample = runner.lh.sample
+
+    def silent_sample(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(runner.lh, "sample", silent_sample)
+    assert cli.main(["--case", "strict", "--kernel", "sgld", "--out", str(tmp_path / "silent")]) == 1
+    doc = json.loads((tmp_path / "silent" / "results.json").read_text())
+    assert [r["status"] for r in doc["results"]] == ["fail"]
 
 
 def _results_file(tmp_path, text):

@@ -450,7 +450,7 @@ def test_vmap_scan_shapes_dtypes():
     chex.assert_shape(out["x"], (n, 11, d))
     np.testing.assert_allclose(eq.value, eq_exact.value, rtol=1e-4)  # H = 2I: no probe noise
     for name, field in info._asdict().items():
-        chex.assert_shape(field, (T, n))
+        chex.assert_shape(field, (T, n, d) if name == "log_scale_grad" else (T, n))
         chex.assert_type(field, bool if name == "rejected" else dtype)
     assert not np.asarray(info.rejected).any()
     assert np.all(np.asarray(st2.baseline_weight) > 0)

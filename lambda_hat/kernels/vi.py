@@ -24,7 +24,7 @@ The fit, per chain:
    ``check_every`` steps: the search ends when the mean ELBO of the last block no longer exceeds
    the previous block's by more than 3 standard errors and the block's mean ELBO gradient along
    each log s_i (an estimate of 1 − r_i, free from the steps' own draws) is zero within
-   max(0.05, z·se) (z Bonferroni-corrected over the d coordinates; 3·se for its mean over the
+   max(0.02, z·se) (z Bonferroni-corrected over the d coordinates; 3·se for its mean over the
    coordinates), in two consecutive blocks, or after 60% of the cap.
 3. **Anneal.** The learning rates decay (cosine) to ``final_lr_fraction`` of their value over
    half the steps searched (at least 2·``check_every``), which removes the optimiser's noise from
@@ -83,7 +83,7 @@ def _hvp_fn(posterior: LocalPosterior):
 
 
 PREFIT_MAX_FACTOR = 16.0  # the virial ratio is clipped to [1/16, 16] in a pre-fit step
-SEARCH_VIRIAL_TOLERANCE = 0.05
+SEARCH_VIRIAL_TOLERANCE = 0.02
 FINAL_VIRIAL_TOLERANCE = 0.03
 IS_FLAT_SPREAD = 1e-3  # log-weight spread (nats) below which the weights are taken as uniform
 ADAM_B2 = 0.99  # Adam's second-moment decay: short memory, so early transients do not stall the fit
@@ -223,8 +223,10 @@ def run_vi(
         def prefit(scale, kk):  # virial fixed point on a diagonal Gaussian
             k_b, k_v = jax.random.split(kk)
             vs = scale * jax.random.normal(k_v, (num_components * num_samples, d), dtype)
-            r, _ = coordinate_virial(vs, grad_u(logp_fn(k_b), vs))
-            r = jnp.where(jnp.isfinite(r), r, hi)  # a non-finite potential out there: shrink
+            t = vs * grad_u(logp_fn(k_b), vs)
+            ok = jnp.all(jnp.isfinite(t), axis=1, keepdims=True)  # draws where the potential is finite
+            r = jnp.sum(jnp.where(ok, t, 0), axis=0) / jnp.sum(ok)
+            r = jnp.where(jnp.isfinite(r), r, hi)  # no finite draw at all: shrink
             return scale * jnp.clip(r, lo, hi) ** -0.25, None
 
         s, _ = jax.lax.scan(prefit, s0, jax.random.split(k_fit, num_prefit_steps))
@@ -279,7 +281,7 @@ def run_vi(
             passes = jnp.where(plateau & virial_ok, passes + 1, 0)
             start_anneal = (phase == 0) & ((passes >= 2) | (t_new >= int(0.6 * cap)))
             searched = jnp.where(start_anneal, passes >= 2, searched)
-            a_len = jnp.where(start_anneal, jnp.clip(t_new // 2, 2 * block, cap - t_new), a_len)
+            a_len = jnp.where(start_anneal, jnp.clip(t_new, 4 * block, cap - t_new), a_len)
             a_start = jnp.where(start_anneal, t_new, a_start)
             phase = jnp.where(start_anneal, 1, phase)
             done = (t_new >= cap) | ((phase == 1) & ~start_anneal & (t_new >= a_start + a_len))
