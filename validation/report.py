@@ -111,7 +111,7 @@ def _notes(r: dict, agreement: dict[str, str] | None = None) -> str:
     if r.get("llc_source") == "importance-weighted" and r.get("llc_raw") is not None:
         parts.append(f"raw λ̂ {r['llc_raw']:.4g}")
     if r["status"] in ("flagged", "fail", "pass") and r.get("warnings"):
-        parts.append("warned: " + " / ".join(w.split(":")[0] if len(w) > 60 else w for w in r["warnings"])[:160])
+        parts.append("warned: " + " / ".join(w if len(w) <= 70 else w[:70] + "…" for w in r["warnings"]))
     return "; ".join(parts)
 
 
