@@ -4,6 +4,8 @@
     print(result.summary())
 """
 
+from importlib import metadata as _metadata
+
 from lambda_hat import targets, theory
 from lambda_hat.api import LLCWarning, sample
 from lambda_hat.calibrate import CalibrationResult, calibrate
@@ -11,6 +13,9 @@ from lambda_hat.kernels import KERNELS
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml
+    __version__ = _metadata.version("lambda_hat")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["CalibrationResult", "KERNELS", "calibrate", "LLCResult", "LLCWarning", "LocalPosterior", "sample", "targets", "theory", "__version__"]
