@@ -41,10 +41,12 @@ SCRIPT = textwrap.dedent(
         two = lh.sample(t.loss_fn, t.params, t.data, kernel=kernel, key=11, num_chains=chains, num_draws=200,
                         **kw)
         plan = [p for k, p in api._COMPILED.items() if k[0] == kernel and len(k[-1]) == 2][-1]
+        rel = lambda a, b: float(np.max(np.abs(a - b)) / np.max(np.abs(a)))
         out[f"{kernel}/{chains}"] = dict(
-            identical=bool(np.array_equal(one.llc_trace, two.llc_trace)),
+            identical=bool(np.array_equal(one.llc_trace, two.llc_trace)), rel_diff=rel(one.llc_trace, two.llc_trace),
             positions=None if two.positions is None else dict(
-                identical=bool(np.array_equal(one.positions, two.positions)), shape=list(np.shape(two.positions))),
+                identical=bool(np.array_equal(one.positions, two.positions)), shape=list(np.shape(two.positions)),
+                rel_diff=rel(one.positions, two.positions)),
             shape=list(two.llc_trace.shape),
             llc=[one.llc, two.llc], se=[one.llc_se, two.llc_se],
             devices=two.config["devices"], blocks=[(b.device.id, b.first_chain) for b in plan.blocks],
@@ -63,6 +65,15 @@ def two_devices():
     return json.loads(line[len("RESULT"):])
 
 
+# Bit-identical draws need XLA to round each chain's arithmetic the same way in a program of 4
+# chains (one device) and of 2 (each of two devices). On CPU, jax 0.10 and 0.11 do in both
+# precisions, and jax 0.12 does in float64. In float32, jax 0.12's XLA:CPU rounds the last bit
+# differently for 1 device × 4 chains than for 2 × 2, even for SGLD (3 against 2 × 2 still
+# matches). There, the draws agree to float rounding.
+EXACT_ACROSS_BLOCK_SIZES = (tuple(int(v) for v in jax.__version__.split(".")[:2]) < (0, 12)
+                            or bool(jax.config.jax_enable_x64))
+
+
 @pytest.mark.parametrize("case", ["sgld/3", "sgld/4", "rmsprop_sgld/4"])
 def test_stochastic_gradient_kernels_give_the_same_draws_on_two_devices(two_devices, case):
     r = two_devices[case]
@@ -72,10 +83,17 @@ def test_stochastic_gradient_kernels_give_the_same_draws_on_two_devices(two_devi
     block = padded_chains(chains, 2) // 2
     assert r["blocks"] == [[0, 0], [1, block]]
     assert r["shape"] == [chains, 200]
-    assert r["identical"], r
-    assert r["llc"][0] == r["llc"][1] and r["se"][0] == r["se"][1]
     if r["positions"] is not None:  # saved positions: padded chains dropped, same on 1 and 2 devices
-        assert r["positions"] == {"identical": True, "shape": [chains, 200, 4]}, r["positions"]
+        assert r["positions"]["shape"] == [chains, 200, 4], r["positions"]
+    if EXACT_ACROSS_BLOCK_SIZES:
+        assert r["identical"], r
+        assert r["llc"][0] == r["llc"][1] and r["se"][0] == r["se"][1]
+        assert r["positions"] is None or r["positions"]["identical"], r["positions"]
+    else:  # rounding: the chains contract, so last-bit differences stay at float precision
+        eps = 1e-15 if jax.config.jax_enable_x64 else 1e-6
+        assert r["rel_diff"] <= 100 * eps, r
+        assert abs(r["llc"][0] - r["llc"][1]) <= 100 * eps * abs(r["llc"][0]), r
+        assert r["positions"] is None or r["positions"]["rel_diff"] <= 100 * eps, r["positions"]
 
 
 def test_hmc_on_two_devices_agrees_within_monte_carlo_error(two_devices):
