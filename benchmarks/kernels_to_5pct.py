@@ -1,4 +1,4 @@
-"""Cost of every kernel to reach 5% relative error on exact quadratics (issue 8, item 3).
+"""Cost of every kernel to reach 5% relative error on exact quadratics.
 
     python -m benchmarks.kernels_to_5pct            # full run (writes benchmarks/results/kernels_to_5pct.json)
     python -m benchmarks.kernels_to_5pct --quick    # smoke run: d = 100 only, 2 seeds, short ladders

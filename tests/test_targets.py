@@ -47,7 +47,9 @@ def flat_hessian(loss_fn, params, data):
 # normal crossings
 # ---------------------------------------------------------------------------------------------
 
-NC_CASES = [  # exponents, λ, m (design.md §6)
+# exponents (one block, or a list of disjoint blocks), λ, m. Flat prior: a block has λ = 1/(2 max k)
+# and m = the number of exponents attaining the max; blocks add their λ, and m = Σ m_g − (#blocks − 1).
+NC_CASES = [
     ((1,), Fraction(1, 2), 1),
     ((2,), Fraction(1, 4), 1),
     ((1, 1), Fraction(1, 2), 2),

@@ -16,7 +16,7 @@ from lambda_hat.targets import linear_regression, pure_potential
 TARGETS = {
     "full_rank": lambda: linear_regression(d=5, seed=1),
     "rank_deficient_rotated": lambda: linear_regression(d=6, rank=3, seed=2),
-    "pure_potential": lambda: pure_potential(d=8, seed=3),  # the seed's NaN case: data ignored
+    "pure_potential": lambda: pure_potential(d=8, seed=3),  # an earlier VI implementation's NaN case; data ignored
 }
 
 

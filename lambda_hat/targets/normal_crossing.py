@@ -17,7 +17,8 @@ exactly: a sum over disjoint blocks of normal crossings. With a flat prior,
 
 The posterior exp(−nβK(w)) alone is improper when a block has two or more variables (K vanishes
 on the coordinate axes); the localizer γ > 0 makes it proper. At finite nβ the expected λ̂
-differs from λ: for m > 1 by roughly −(m − 1)/log(nβ) (design.md §6), and the localizer adds
+differs from λ: for m > 1 by roughly −(m − 1)/log(nβ) (the derivative in log nβ of the free
+energy's −(m − 1)·log log(nβ) term), and the localizer adds
 O(γ/nβ)-type corrections. :func:`normal_crossing_expected_llc` computes the exact finite-n value
 E[nβ(L_n(w) − L_n(w*))] under p(w) ∝ exp(−nβK(w) − γ/2‖w‖²) by one-dimensional quadrature:
 the target's ``expected_llc_fn``.

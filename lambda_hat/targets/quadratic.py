@@ -109,7 +109,7 @@ def pure_potential(
 
     H = Q diag(a) Qᵀ with a uniform in ``spectrum`` (``rank`` of them non-zero) and Q a random
     orthonormal basis (the identity when ``rotate=False``: a diagonal Hessian). ``data`` is a dummy array of n rows: only n enters, through β = 1/log n.
-    This is the case an earlier VI implementation blamed for its NaNs (shared/seeds).
+    It is kept as a regression case: an earlier VI implementation returned NaNs on it.
     """
     rank = d if rank is None else int(rank)
     if not 1 <= rank <= d:
