@@ -39,6 +39,7 @@ from lambda_hat.posterior import LocalPosterior
 
 CALIBRATION_KERNELS = ("sgld", "rmsprop_sgld", "adam_sgld")
 VIRIAL_MAX_DEVIATION = 0.01
+DIVERGED_VIRIAL = 10.0  # a cell whose virial ratio exceeds this has diverged, even if still finite
 VIRIAL_MAX_SE = 0.02  # a ratio measured less precisely than this cannot qualify a step size
 DEFAULT_GRID = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)  # × 1/κ_max (SGLD), × 1/√κ_max (preconditioned)
 
@@ -49,7 +50,7 @@ class CalibrationResult:
 
     step_sizes, nbetas, gammas: the grid axes. llc, llc_se: λ̂ ± MCSE per cell. virial, virial_se:
     the overall virial ratio per cell. acceptance: mean MALA acceptance (NaN for the preconditioned
-    kernels). stable: every chain finite. drift: second-half minus first-half λ̂ in MCSE units.
+    kernels). stable: every chain finite, with a virial ratio below 10 (runaway chains stay finite for a while in float64). drift: second-half minus first-half λ̂ in MCSE units.
     kappa_max: the largest curvature nβ·a_max + γ used to scale the default grid (None when the
     grid was given). kernel: the swept kernel.
     """
@@ -301,9 +302,12 @@ def calibrate(
         acc[idx] = float(np.nanmean(accept[c])) if np.any(np.isfinite(accept[c])) else np.nan
         if not finite:
             continue
+        v = virial_statistics(virial[c], sizes, posterior.group_names)
+        if not abs(v["ratio"]) < DIVERGED_VIRIAL:  # finite, but the chains have run away (float64)
+            stable[idx] = False
+            continue
         stats = llc_statistics(trace)
         llc[idx], se[idx] = stats["llc"], stats["llc_se"]
-        v = virial_statistics(virial[c], sizes, posterior.group_names)
         vr[idx], vse[idx] = v["ratio"], v["se"]
         half = trace.shape[1] // 2
         first, second = llc_statistics(trace[:, :half]), llc_statistics(trace[:, half:])

@@ -287,7 +287,7 @@ def run_vi(
             done = (t_new >= cap) | ((phase == 1) & ~start_anneal & (t_new >= a_start + a_len))
             done |= (phase == 1) & (a_len == 0)
             return (state, t_new, phase, a_start, a_len, mean, var, searched, done, buf,
-                    rejected + jnp.sum(rej.astype(jnp.int32)), j + 1, passes)
+                    rejected + jnp.sum(rej, dtype=jnp.int32), j + 1, passes)
 
         zero_i = jnp.zeros((), jnp.int32)
         carry = (state, zero_i, zero_i, zero_i, zero_i, zero, zero, jnp.zeros((), bool), jnp.asarray(num_warmup < 1),
