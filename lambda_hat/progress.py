@@ -12,7 +12,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 
 from lambda_hat.sharding import is_first_shard
 

@@ -26,7 +26,6 @@ process returns the full result. See docs/api.md.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import math
 from typing import Any, Callable, NamedTuple, Sequence
 
