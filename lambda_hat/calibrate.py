@@ -30,12 +30,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lambda_hat.api import LLCWarning, as_key
+from lambda_hat.api import LLCWarning, _merge_options, as_key
 from lambda_hat.diagnostics import llc_statistics, virial_statistics
 from lambda_hat.kernels import get_kernel
 from lambda_hat.kernels.base import positive_float, positive_int
 from lambda_hat.models import adapt_model
-from lambda_hat.posterior import LocalPosterior
+from lambda_hat.posterior import LocalPosterior, _real
 
 CALIBRATION_KERNELS = ("sgld", "rmsprop_sgld", "adam_sgld")
 VIRIAL_MAX_DEVIATION = 0.01
@@ -50,7 +50,8 @@ class CalibrationResult:
 
     step_sizes, nbetas, gammas: the grid axes. llc, llc_se: λ̂ ± MCSE per cell. virial, virial_se:
     the overall virial ratio per cell. acceptance: mean MALA acceptance (NaN for the preconditioned
-    kernels). stable: every chain finite, with a virial ratio below 10 (runaway chains stay finite for a while in float64). drift: second-half minus first-half λ̂ in MCSE units.
+    kernels). stable: every chain finite, with a virial ratio below 10 (runaway chains stay
+    finite for a while in float64). drift: second-half minus first-half λ̂ in MCSE units.
     kappa_max: the largest curvature nβ·a_max + γ used to scale the default grid (None when the
     grid was given). kernel: the swept kernel.
     """
@@ -241,10 +242,7 @@ def calibrate(
     spec = get_kernel(kernel)
     if "step_size" in kernel_options:
         raise ValueError("step_size: the swept axis; give step_sizes=[...] instead")
-    unknown = sorted(set(kernel_options) - set(spec.options))
-    if unknown:
-        raise ValueError(f"{unknown[0]}: not an option of kernel {kernel!r}; it accepts {sorted(spec.options)}")
-    options = spec.check_options({**spec.options, **kernel_options})
+    options = _merge_options(spec, kernel_options)
     options.pop("step_size")
     loss_fn, params = adapt_model(loss_fn, params)
     posterior = LocalPosterior(loss_fn, params, data, gamma=gamma, beta=beta, nbeta=nbeta, chunk_size=chunk_size,
@@ -252,7 +250,7 @@ def calibrate(
     nbs = np.asarray([float(posterior.nbeta)] if nbetas is None else
                      [positive_float("nbetas", b) for b in np.atleast_1d(nbetas)])
     gms = np.asarray([float(posterior.gamma)] if gammas is None else
-                     [_nonnegative("gammas", g) for g in np.atleast_1d(gammas)])
+                     [_real("gammas", g, "finite numbers >= 0", lambda v: v >= 0) for g in np.atleast_1d(gammas)])
     num_chains = positive_int("num_chains", num_chains)
     num_draws = positive_int("num_draws", num_draws, minimum=4)
     num_warmup = positive_int("num_warmup", num_warmup, minimum=0)
@@ -316,12 +314,3 @@ def calibrate(
     return CalibrationResult(steps, nbs, gms, llc, se, vr, vse, acc, stable, drift, float(posterior.loss_at_wstar),
                              seconds, kernel=kernel, kappa_max=kappa_max)
 
-
-def _nonnegative(name: str, value: Any) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected numbers >= 0, got {value!r}") from None
-    if not (math.isfinite(out) and out >= 0):
-        raise ValueError(f"{name}: expected finite numbers >= 0, got {value!r}")
-    return out

@@ -59,6 +59,7 @@ loss is flat, and no fit can be certified, so ``gamma=0`` is rejected.
 
 from __future__ import annotations
 
+from statistics import NormalDist
 from typing import Any, NamedTuple
 
 import jax
@@ -92,8 +93,6 @@ ADAM_B2 = 0.99  # Adam's second-moment decay: short memory, so early transients 
 def _bonferroni_z(dim: int, family_alpha: float = 0.01) -> float:
     """Two-sided normal quantile at level family_alpha / dim (a per-coordinate threshold whose
     chance of any false alarm over the d coordinates of an exact fit is about family_alpha)."""
-    from statistics import NormalDist
-
     return NormalDist().inv_cdf(1 - family_alpha / (2 * max(dim, 1)))
 
 
@@ -108,11 +107,29 @@ def virial_within(vs: jax.Array, grads: jax.Array, tolerance: float, z: float) -
     """True when the overall ratio (1/d)Σ_i r_i is within max(tolerance, 3·se) of 1 and every
     coordinate's r_i within max(tolerance, z·se_i), from iid draws vs with gradients ∂U."""
     r, se = coordinate_virial(vs, grads)
-    overall = jnp.mean(vs * grads, axis=1)
+    overall = jnp.mean(vs * grads, axis=1)  # XLA computes vs * grads once
     r_all = jnp.mean(overall)
     se_all = jnp.std(overall, ddof=1) / jnp.sqrt(overall.shape[0])
     ok = jnp.abs(r_all - 1) <= jnp.maximum(tolerance, 3 * se_all)
     return ok & jnp.all(jnp.abs(r - 1) <= jnp.maximum(tolerance, z * se))
+
+
+class _FitLoop(NamedTuple):
+    """The carry of one fit's optimisation loop (a lax.while_loop over blocks of steps)."""
+
+    state: mfa.MFAState
+    step: jax.Array  # optimisation steps done
+    phase: jax.Array  # 0 = search at the full learning rate, 1 = anneal
+    anneal_start: jax.Array
+    anneal_len: jax.Array
+    elbo_mean: jax.Array  # the last block's mean ELBO and the variance of that mean
+    elbo_var: jax.Array
+    searched: jax.Array  # the search ended by its criterion (not by the step budget)
+    done: jax.Array
+    elbo_trace: jax.Array  # (num_blocks · block,) per-step ELBO, NaN at rejected and unused steps
+    rejected: jax.Array  # rejected steps
+    block: jax.Array  # blocks done
+    passes: jax.Array  # consecutive blocks that met the search criterion
 
 
 class Certificate(NamedTuple):
@@ -244,8 +261,9 @@ def run_vi(
         state = mfa.init(d, optax.chain(base, optax.scale(1.0)), num_components=num_components, rank=rank,
                          rng_key=k_init, init_scale=init_scale(k_diag), dtype=dtype)
 
-        def run_block(carry):
-            (state, t, phase, a_start, a_len, prev_mean, prev_var, searched, done, buf, rejected, j, passes) = carry
+        def run_block(c: _FitLoop) -> _FitLoop:
+            state, t, phase, a_start, a_len = c.state, c.step, c.phase, c.anneal_start, c.anneal_len
+            j, passes, searched = c.block, c.passes, c.searched
 
             def opt_step(carry, i):
                 st, g_sum, g_sq, o_sum, o_sq = carry
@@ -266,11 +284,11 @@ def run_vi(
             zeros_d = jnp.zeros((d,), dtype)
             (state, g_sum, g_sq, o_sum, o_sq), (elbo, used, rej) = jax.lax.scan(
                 opt_step, (state, zeros_d, zeros_d, zero, zero), jnp.arange(block))
-            buf = jax.lax.dynamic_update_slice(buf, elbo, (j * block,))
+            buf = jax.lax.dynamic_update_slice(c.elbo_trace, elbo, (j * block,))
             t_new = jnp.minimum(t + block, cap)
             mean = jnp.nanmean(elbo)
             var = jnp.nanvar(elbo) / jnp.maximum(jnp.sum(jnp.isfinite(elbo)), 1)
-            plateau = (j > 0) & (mean - prev_mean <= 3 * jnp.sqrt(var + prev_var))
+            plateau = (j > 0) & (mean - c.elbo_mean <= 3 * jnp.sqrt(var + c.elbo_var))
             # the block's mean ELBO gradient along each log s_i estimates 1 − r_i: zero at an optimum
             count = jnp.maximum(jnp.sum(used), 2).astype(dtype)
             g_mean, o_mean = g_sum / count, o_sum / count
@@ -286,14 +304,15 @@ def run_vi(
             phase = jnp.where(start_anneal, 1, phase)
             done = (t_new >= cap) | ((phase == 1) & ~start_anneal & (t_new >= a_start + a_len))
             done |= (phase == 1) & (a_len == 0)
-            return (state, t_new, phase, a_start, a_len, mean, var, searched, done, buf,
-                    rejected + jnp.sum(rej, dtype=jnp.int32), j + 1, passes)
+            return _FitLoop(state, t_new, phase, a_start, a_len, mean, var, searched, done, buf,
+                            c.rejected + jnp.sum(rej, dtype=jnp.int32), j + 1, passes)
 
         zero_i = jnp.zeros((), jnp.int32)
-        carry = (state, zero_i, zero_i, zero_i, zero_i, zero, zero, jnp.zeros((), bool), jnp.asarray(num_warmup < 1),
-                 jnp.full((num_blocks * block,), jnp.nan, dtype), zero_i, zero_i, zero_i)
-        carry = jax.lax.while_loop(lambda c: ~c[8], run_block, carry)
-        state, steps_used, _, _, _, last_mean, _, searched, _, buf, rejected, blocks, _ = carry
+        loop = _FitLoop(state, zero_i, zero_i, zero_i, zero_i, zero, zero, jnp.zeros((), bool),
+                        jnp.asarray(num_warmup < 1), jnp.full((num_blocks * block,), jnp.nan, dtype), zero_i, zero_i,
+                        zero_i)
+        loop = jax.lax.while_loop(lambda c: ~c.done, run_block, loop)
+        state, steps_used, last_mean, buf = loop.state, loop.step, loop.elbo_mean, loop.elbo_trace
 
         vs, excess, grads, log_weights, pareto_k = certify(k_draw, posterior, state, num_draws)
         virial = jax.vmap(lambda v, g: posterior.virial_terms(posterior.w_star + v, g))(vs, grads)
@@ -306,10 +325,10 @@ def run_vi(
                "pareto_k": pareto_k,
                "weight_entropy": -jnp.sum(mfa.weights(state) * jax.nn.log_softmax(state.logits)),
                "scale_min": jnp.min(mfa.scales(state)), "scale_max": jnp.max(mfa.scales(state)),
-               "final_elbo": last_mean, "rejected_steps": rejected, "optimization_steps": steps_used,
-               "search_converged": searched, "converged": converged,
+               "final_elbo": last_mean, "rejected_steps": loop.rejected, "optimization_steps": steps_used,
+               "search_converged": loop.searched, "converged": converged,
                "worst_coordinate": jnp.argmax(deviation), "worst_coordinate_ratio": r[jnp.argmax(deviation)],
-               "worst_coordinate_z": jnp.max(deviation), "checks": blocks,
+               "worst_coordinate_z": jnp.max(deviation),
                # a fit whose evaluation draws hit a non-finite loss is flagged (excluded from λ̂)
                "valid": state_ok & jnp.all(jnp.isfinite(excess))}
         if save_positions:  # the evaluation draws from q, whose losses are the trace
