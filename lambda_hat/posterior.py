@@ -211,6 +211,7 @@ class LocalPosterior:
         names, ids = _parameter_groups(params, spec, None if free_idx is None else np.asarray(free_idx))
         self.group_names = names
         self.group_ids = jnp.asarray(ids, jnp.int32)
+        self.group_sizes = jnp.asarray(np.bincount(ids, minlength=len(names)), jnp.int32)
         self.data = data
         self.nbeta = jnp.asarray(resolve_nbeta(n, beta, nbeta), dtype)
         self.gamma = jnp.asarray(gamma_value, dtype)
@@ -225,7 +226,7 @@ class LocalPosterior:
     # -- pytree protocol -------------------------------------------------------------
     def tree_flatten(self):
         children = (self.w_star, self.data, self.nbeta, self.gamma, self.loss_at_wstar, self.w_full, self.free_idx,
-                    self.group_ids)
+                    self.group_ids, self.group_sizes)
         aux = (self.loss_fn, self.spec, self.n, self.chunk_size, self.group_names)
         return children, aux
 
@@ -234,7 +235,7 @@ class LocalPosterior:
         obj = object.__new__(cls)
         obj.loss_fn, obj.spec, obj.n, obj.chunk_size, obj.group_names = aux
         (obj.w_star, obj.data, obj.nbeta, obj.gamma, obj.loss_at_wstar, obj.w_full, obj.free_idx,
-         obj.group_ids) = children
+         obj.group_ids, obj.group_sizes) = children
         return obj
 
     def replace(self, **leaves: Any) -> "LocalPosterior":
@@ -355,17 +356,12 @@ class LocalPosterior:
         (integrate ∂_i(v_i p) = p − v_i ∂_iU p over R^d; valid for γ > 0, where the tails are
         Gaussian), so each group mean has expectation 1 under the exact posterior. ``grad_potential``
         is ∂U at w (a minibatch estimate is fine: it is unbiased when the batch is drawn
-        independently of w). Groups are the parameter pytree's leaves (see ``group_names``).
+        independently of w). Groups are the parameter pytree's leaves (``group_names``; their
+        sampled sizes are ``group_sizes``).
         """
         t = (w - self.w_star) * grad_potential
         sums = jax.ops.segment_sum(t, self.group_ids, num_segments=len(self.group_names))
         return sums / self.group_sizes.astype(t.dtype)
-
-    @property
-    def group_sizes(self) -> jax.Array:
-        """Sampled coordinates per parameter group, shape (num_groups,)."""
-        return jax.ops.segment_sum(jnp.ones_like(self.group_ids), self.group_ids,
-                                   num_segments=len(self.group_names))
 
     def sample_batch(self, key: jax.Array, batch_size: int) -> Any:
         """A minibatch of ``batch_size`` examples drawn uniformly with replacement."""
