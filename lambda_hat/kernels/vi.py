@@ -27,16 +27,24 @@ The fit, per chain:
    max(0.02, z·se) (z Bonferroni-corrected over the d coordinates; 3·se for its mean over the
    coordinates), in two consecutive blocks, or after 60% of the cap.
 3. **Anneal.** The learning rates decay (cosine) to ``final_lr_fraction`` of their value over
-   half the steps searched (at least 2·``check_every``), which removes the optimiser's noise from
-   the final q.
-4. **Evaluate and certify.** On the ``num_draws`` evaluation draws: the loss (λ̂), one gradient
-   each for the virial ratios (``LLCResult.diagnostics["virial"]``), and log importance weights
-   log w_s = −U(v_s) − log q(v_s), Pareto-smoothed (PSIS). With every fit's k̂ < 0.7 the reported
-   λ̂ is the self-normalised importance-sampling estimate (``llc_source`` "importance-weighted");
-   the raw mean (``llc_raw``) and the control-variate estimate (``llc_cv``) stay beside it. With
-   k̂ >= 0.7 q misses posterior mass and the result warns. A fit whose overall virial ratio is
-   not 1 within max(0.03, 3·se), or one of whose per-coordinate ratios is not within
-   max(0.03, z·se), is reported as not converged (``diagnostics["converged"]``) with a warning.
+   as many steps as the search took (at least 4·``check_every``, at most the steps left under the
+   cap), which removes the optimiser's noise from the final q.
+4. **Check, and search again if it fails.** At the end of the anneal, ``num_draws`` fresh draws
+   v_s ~ q give the per-coordinate virial ratios r_i = mean_s v_si ∂_iU(v_s). The fit is
+   converged when the overall ratio is 1 within max(0.03, 3·se) and every r_i within
+   max(0.03, z·se) (z Bonferroni-corrected at a 1% family-wise level). A fit that fails with
+   steps left under the cap returns to the search (step 2) at the full learning rate and anneals
+   again; one that fails when the cap is reached is reported as not converged
+   (``diagnostics["converged"]``) with a warning. ``diagnostics["fit_rounds"]`` counts the
+   search-and-anneal rounds. A check whose draws hit a non-finite gradient does not retry (the
+   fit is flagged below, not hidden by new draws).
+5. **Evaluate and certify.** The last check's draws (same key, same q) are the evaluation draws:
+   their loss gives λ̂, their gradients the virial ratios (``LLCResult.diagnostics["virial"]``),
+   and their log importance weights log w_s = −U(v_s) − log q(v_s), Pareto-smoothed (PSIS),
+   certify it. With every fit's k̂ < 0.7 the reported λ̂ is the self-normalised
+   importance-sampling estimate (``llc_source`` "importance-weighted"); the raw mean
+   (``llc_raw``) and the control-variate estimate (``llc_cv``) stay beside it. With k̂ >= 0.7 q
+   misses posterior mass and the result warns.
 
 Control variate (``control_variate=True``): with H = ∇²L_n(w*), E_q[½vᵀHv] =
 ½ Σ_m π_m (tr(HD) + Σ_j k_mjᵀHk_mj) is computed with Hessian-vector products only (tr(HD)
@@ -130,6 +138,8 @@ class _FitLoop(NamedTuple):
     rejected: jax.Array  # rejected steps
     block: jax.Array  # blocks done
     passes: jax.Array  # consecutive blocks that met the search criterion
+    round: jax.Array  # search-and-anneal rounds begun (a round whose final check fails is followed by another)
+    round_over: jax.Array  # the current round's anneal has ended (or the step budget ran out)
 
 
 class Certificate(NamedTuple):
@@ -302,19 +312,36 @@ def run_vi(
             a_len = jnp.where(start_anneal, jnp.clip(t_new, 4 * block, cap - t_new), a_len)
             a_start = jnp.where(start_anneal, t_new, a_start)
             phase = jnp.where(start_anneal, 1, phase)
-            done = (t_new >= cap) | ((phase == 1) & ~start_anneal & (t_new >= a_start + a_len))
-            done |= (phase == 1) & (a_len == 0)
-            return _FitLoop(state, t_new, phase, a_start, a_len, mean, var, searched, done, buf,
-                            c.rejected + jnp.sum(rej, dtype=jnp.int32), j + 1, passes)
+            over = (t_new >= cap) | ((phase == 1) & ~start_anneal & (t_new >= a_start + a_len))
+            over |= (phase == 1) & (a_len == 0)
+            return c._replace(state=state, step=t_new, phase=phase, anneal_start=a_start, anneal_len=a_len,
+                              elbo_mean=mean, elbo_var=var, searched=searched, elbo_trace=buf,
+                              rejected=c.rejected + jnp.sum(rej, dtype=jnp.int32), block=j + 1, passes=passes,
+                              round_over=over)
+
+        def run_round(c: _FitLoop) -> _FitLoop:
+            # One search and anneal (blocks until the anneal ends), then the final check on the draws
+            # the evaluation will use: a fit that fails it with steps left searches and anneals again.
+            # (Under vmap each round's check runs once for all fits, not once per block.)
+            c = jax.lax.while_loop(lambda c: ~c.round_over, run_block, c._replace(round_over=c.done))
+            vs = mfa.sample(jax.random.fold_in(k_draw, c.round), c.state, num_draws)
+            grads = jax.lax.map(lambda v: -jax.grad(posterior.logdensity)(posterior.w_star + v), vs)
+            passed = virial_within(vs, grads, FINAL_VIRIAL_TOLERANCE, z_final)
+            # a non-finite gradient at a draw flags the fit (below); new draws would only hide it
+            retry = ~c.done & ~passed & jnp.all(jnp.isfinite(grads)) & (c.step < cap)
+            return c._replace(done=~retry, phase=jnp.where(retry, 0, c.phase),
+                              passes=jnp.where(retry, 0, c.passes), round=c.round + retry.astype(jnp.int32))
 
         zero_i = jnp.zeros((), jnp.int32)
-        loop = _FitLoop(state, zero_i, zero_i, zero_i, zero_i, zero, zero, jnp.zeros((), bool),
-                        jnp.asarray(num_warmup < 1), jnp.full((num_blocks * block,), jnp.nan, dtype), zero_i, zero_i,
-                        zero_i)
-        loop = jax.lax.while_loop(lambda c: ~c.done, run_block, loop)
+        no_steps = jnp.asarray(num_warmup < 1)
+        loop = _FitLoop(state, zero_i, zero_i, zero_i, zero_i, zero, zero, jnp.zeros((), bool), no_steps,
+                        jnp.full((num_blocks * block,), jnp.nan, dtype), zero_i, zero_i, zero_i, zero_i, no_steps)
+        loop = jax.lax.while_loop(lambda c: ~c.done, run_round, loop)
         state, steps_used, last_mean, buf = loop.state, loop.step, loop.elbo_mean, loop.elbo_trace
 
-        vs, excess, grads, log_weights, pareto_k = certify(k_draw, posterior, state, num_draws)
+        # the last round's check draws (same key, same state): certified as checked
+        vs, excess, grads, log_weights, pareto_k = certify(jax.random.fold_in(k_draw, loop.round), posterior, state,
+                                                           num_draws)
         virial = jax.vmap(lambda v, g: posterior.virial_terms(posterior.w_star + v, g))(vs, grads)
         r, se = coordinate_virial(vs, grads)
         deviation = jnp.abs(r - 1) / jnp.maximum(se, jnp.finfo(dtype).tiny)
@@ -326,7 +353,7 @@ def run_vi(
                "weight_entropy": -jnp.sum(mfa.weights(state) * jax.nn.log_softmax(state.logits)),
                "scale_min": jnp.min(mfa.scales(state)), "scale_max": jnp.max(mfa.scales(state)),
                "final_elbo": last_mean, "rejected_steps": loop.rejected, "optimization_steps": steps_used,
-               "search_converged": loop.searched, "converged": converged,
+               "search_converged": loop.searched, "converged": converged, "fit_rounds": loop.round + 1,
                "worst_coordinate": jnp.argmax(deviation), "worst_coordinate_ratio": r[jnp.argmax(deviation)],
                "worst_coordinate_z": jnp.max(deviation),
                # a fit whose evaluation draws hit a non-finite loss is flagged (excluded from λ̂)
@@ -348,10 +375,12 @@ def run_vi(
     # Hessian-vector products cost about two gradient evaluations each.
     probes_hvps = num_probes + (num_components * rank + (d if d <= exact_trace_max_dim else num_probes)
                                 + num_draws if control_variate else 0)
-    grad_evals = opt_evals + prefit_evals + 2 * probes_hvps + num_draws
-    data_passes = (opt_evals + prefit_evals) * used / posterior.n + 2 * probes_hvps + num_draws
+    # each round's final check draws num_draws full-batch gradients; the evaluation repeats the last
+    check_evals = (res["fit_rounds"] + 1) * num_draws
+    grad_evals = opt_evals + prefit_evals + 2 * probes_hvps + check_evals
+    data_passes = (opt_evals + prefit_evals) * used / posterior.n + 2 * probes_hvps + check_evals
     diagnostics = {k: res[k] for k in ("final_elbo", "weight_entropy", "scale_min", "scale_max", "rejected_steps",
-                                       "optimization_steps", "search_converged", "converged", "worst_coordinate",
+                                       "optimization_steps", "search_converged", "fit_rounds", "converged", "worst_coordinate",
                                        "worst_coordinate_ratio", "worst_coordinate_z", "pareto_k", "valid")}
     extra = {"elbo_trace": res["elbo"]}
     if control_variate:
