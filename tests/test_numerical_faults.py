@@ -92,18 +92,19 @@ def quartic_data(t):
 
 def test_vi_rejects_nan_steps_and_flags_fits_whose_draws_are_nan():
     w0 = jnp.zeros(4, DTYPE)
-    kw = dict(kernel="vi", key=0, num_chains=8, num_draws=200, num_warmup=1500, num_components=2, rank=1,
+    kw = dict(kernel="vi", key=0, num_chains=16, num_draws=200, num_warmup=1500, num_components=2, rank=1,
               control_variate=False)
     clean = lh.sample(quartic_loss, w0, quartic_data(100.0), **kw)
     assert clean.valid_chains.all() and (clean.diagnostics["rejected_steps"] == 0).all()
 
-    # t = 0.45: the fitted q's scale along w[0] is about 0.08–0.15, so t lies 3–5 scales out: the
+    # t = 0.42: the fitted q's scale along w[0] is about 0.08–0.15, so t lies 3–5 scales out: the
     # virial pre-fit (which starts at scale 1, far beyond t) and the fit's steps see draws beyond t
-    # (24–37 of 1500 steps rejected per fit, measured), and 3 of the 8 fits put one of their 200
-    # evaluation draws beyond t and are flagged (measured in float32; t = 0.5 flags 1, t = 0.4
-    # flags 6, t = 0.3 every fit).
+    # (49–78 of 1500 steps rejected per fit, measured), and each fit puts one of its 200 evaluation
+    # draws beyond t with probability about one half (9 of 16 fits flagged, measured in float32 on
+    # jax 0.10 and 0.12). Which fits cross depends on rounding (it differs between CPUs), so the
+    # test uses 16 fits: the chance that none or all of them cross is about 2·2^-16.
     with pytest.warns(LLCWarning, match=r"excluded from λ̂ .*first non-finite loss at draw"):
-        result = lh.sample(quartic_loss, w0, quartic_data(0.45), **kw)
+        result = lh.sample(quartic_loss, w0, quartic_data(0.42), **kw)
     rejected = result.diagnostics["rejected_steps"]
     assert (rejected > 0).all() and (rejected < 1500).all(), rejected
     valid = result.valid_chains
