@@ -141,10 +141,27 @@ def sample(
         progress: print progress to stderr (stages for every kernel; step counts inside the
             SGLD loop, via an asynchronous jax.debug.callback). Quiet by default.
         save_positions: also return the sampled parameters as ``result.positions`` (a pytree like
-            ``params`` with leaves of shape (num_chains, num_draws, *leaf shape): the points whose
+            ``params`` with leaves of shape (num_chains, num_draws, leaf shape…): the points whose
             losses are ``result.loss_trace``). Off by default: it takes num_chains × num_draws × d
             numbers of memory, where the loss trace alone takes num_chains × num_draws.
         **kernel_options: options of the chosen kernel (e.g. ``step_size`` = ε for SGLD).
+
+    Returns:
+        An :class:`LLCResult`: ``llc`` ± ``llc_se``, the loss and λ̂ traces, ``diagnostics``
+        (ESS, R-hat, the virial self-check, the kernel's own), ``warnings`` (each also raised
+        as an :class:`LLCWarning`), timings and gradient counts.
+
+    Example:
+        A regular model (linear regression, d = 5) has λ = d/2; the finite-n oracle of the
+        target gives the exact E[λ̂] at this nβ and γ:
+
+        >>> import lambda_hat
+        >>> from lambda_hat.targets import linear_regression
+        >>> t = linear_regression(d=5, seed=0)
+        >>> r = lambda_hat.sample(t.loss_fn, t.params, t.data, kernel="nuts", key=0)
+        >>> exact = t.expected_llc(r.nbeta, r.gamma)
+        >>> bool(abs(r.llc - exact) < 4 * r.llc_se), r.diagnostics["virial"]["ratio"] > 0.9
+        (True, True)
     """
     spec = get_kernel(kernel)
     options = _merge_options(spec, kernel_options)

@@ -234,8 +234,19 @@ def calibrate(
         A :class:`CalibrationResult`; its ``recommended()`` gives ε per nβ.
 
     Example:
-        >>> cal = lambda_hat.calibrate(loss_fn, params, data, batch_size=64)  # doctest: +SKIP
-        >>> print(cal.table()); cal.recommended()                             # doctest: +SKIP
+        Choose SGLD's ε on linear regression (d = 5, minibatches of 100), then sample there:
+
+        >>> import lambda_hat
+        >>> from lambda_hat.targets import linear_regression
+        >>> t = linear_regression(d=5, seed=0)
+        >>> cal = lambda_hat.calibrate(t.loss_fn, t.params, t.data, batch_size=100, num_draws=20000)
+        >>> print(cal.table())  # doctest: +ELLIPSIS
+                 ε         nβ        γ         λ̂     MCSE   virial    ± se  accept   drift stable
+        ...
+        >>> (nbeta, eps), = cal.recommended().items()
+        >>> bool(1e-5 < eps < 1e-3)
+        True
+        >>> r = lambda_hat.sample(t.loss_fn, t.params, t.data, step_size=eps, batch_size=100, num_draws=20000)
     """
     if kernel not in CALIBRATION_KERNELS:
         raise ValueError(f"kernel: expected one of {list(CALIBRATION_KERNELS)}, got {kernel!r}")

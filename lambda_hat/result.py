@@ -66,25 +66,26 @@ def _jsonable(value: Any) -> Any:
 class LLCResult:
     """The outcome of :func:`lambda_hat.sample`.
 
-    llc: λ̂ = nβ·(mean of L(w_t) − L_n(w*)) over post-warmup draws of the valid chains.
-    llc_se: Monte Carlo standard error of ``llc``, sd(λ̂_t)/sqrt(ESS).
-    llc_per_chain: λ̂ of each chain (NaN for a chain flagged invalid).
-    loss_trace: (chains, draws) loss at each draw: the minibatch loss for SG kernels (an
-        unbiased estimate of L_n), the full L_n for full-batch kernels and VI.
-    llc_trace: (chains, draws) nβ·(loss_trace − loss_at_wstar), computed without cancellation.
-    loss_at_wstar: L_n(w*).
-    nbeta, gamma: the posterior's nβ and γ.
-    kernel: the kernel name; config: every setting used (defaults filled in).
-    diagnostics: ESS, R-hat, ‖∇L_n(w*)‖, valid chains and kernel-specific entries.
-    timings: seconds for compilation ("compile_s"), sampling ("run_s") and in total.
-    grad_evals: gradient evaluations of the log-density (minibatch or full), all chains,
-        warmup/tuning included; data_passes: the same work in full passes over the data.
-    warnings: the warnings raised while sampling, as text.
-    extra: kernel-specific traces (e.g. the VI ELBO trace).
-    positions: with ``sample(..., save_positions=True)``, the sampled parameters: a pytree like
-        ``params`` whose leaves have shape (chains, draws, *leaf shape), the points whose losses
-        are ``loss_trace``; None otherwise. ``save`` stores each leaf; ``load`` returns them as a
-        dict keyed by the leaf's path (``jax.tree_util.keystr``), since the tree type is not saved.
+    Attributes:
+        llc: λ̂ = nβ·(mean of L(w_t) − L_n(w*)) over post-warmup draws of the valid chains.
+        llc_se: Monte Carlo standard error of ``llc``, sd(λ̂_t)/sqrt(ESS).
+        llc_per_chain: λ̂ of each chain (NaN for a chain flagged invalid).
+        loss_trace: (chains, draws) loss at each draw: the minibatch loss for SG kernels (an
+            unbiased estimate of L_n), the full L_n for full-batch kernels and VI.
+        llc_trace: (chains, draws) nβ·(loss_trace − loss_at_wstar), computed without cancellation.
+        loss_at_wstar: L_n(w*).
+        nbeta, gamma: the posterior's nβ and γ.
+        kernel: the kernel name; config: every setting used (defaults filled in).
+        diagnostics: ESS, R-hat, ‖∇L_n(w*)‖, valid chains and kernel-specific entries.
+        timings: seconds for compilation ("compile_s"), sampling ("run_s") and in total.
+        grad_evals: gradient evaluations of the log-density (minibatch or full), all chains,
+            warmup/tuning included; data_passes: the same work in full passes over the data.
+        warnings: the warnings raised while sampling, as text.
+        extra: kernel-specific traces (e.g. the VI ELBO trace).
+        positions: with ``sample(..., save_positions=True)``, the sampled parameters: a pytree like
+            ``params`` whose leaves have shape (chains, draws, leaf shape…), the points whose losses
+            are ``loss_trace``; None otherwise. ``save`` stores each leaf; ``load`` returns them as a
+            dict keyed by the leaf's path (``jax.tree_util.keystr``), since the tree type is not saved.
     """
 
     llc: float

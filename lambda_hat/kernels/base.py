@@ -17,23 +17,24 @@ import jax
 class KernelOutput(NamedTuple):
     """What a kernel's jitted run returns (all arrays, leading axis = chains).
 
-    excess_loss: (chains, draws) post-warmup estimates of L_n(w_t) − L_n(w*) (minibatch
-        estimates for stochastic-gradient kernels, exact full-batch values otherwise).
-    grad_evals: (chains,) number of log-density gradient evaluations, warmup and tuning included.
-    data_passes: (chains,) the same work in full-data passes (grad evals × batch size / n).
-    diagnostics: per-chain arrays, kernel specific (acceptance, divergences, tuned step sizes, ...).
-    extra: kernel-specific arrays that are not per-chain diagnostics (e.g. the ELBO trace).
-    positions: (chains, draws, d) flat positions whose losses are ``excess_loss`` (sampled
-        coordinates only when masked), when the run was asked to save them; otherwise None.
-    virial: (chains, draws, num_groups) per-draw group means of v_i·∂_iU (see
-        ``LocalPosterior.virial_terms``) at the same draws as ``excess_loss``, from the gradient
-        the kernel already computed there; the self-check E_p[v_i ∂_iU] = 1. None when the
-        kernel does not provide it.
-    log_weights: (chains, draws) normalised log importance weights of the draws within each chain
-        (Pareto-smoothed; their exps sum to 1 per chain) when the draws come from a proposal
-        rather than the posterior itself (VI). None for MCMC draws (equal weights).
-    pareto_k: (chains,) Pareto-smoothing shape k̂ of each chain's importance weights, with
-        ``log_weights``: below 0.7 the self-normalised estimate is reliable.
+    Attributes:
+        excess_loss: (chains, draws) post-warmup estimates of L_n(w_t) − L_n(w*) (minibatch
+            estimates for stochastic-gradient kernels, exact full-batch values otherwise).
+        grad_evals: (chains,) number of log-density gradient evaluations, warmup and tuning included.
+        data_passes: (chains,) the same work in full-data passes (grad evals × batch size / n).
+        diagnostics: per-chain arrays, kernel specific (acceptance, divergences, tuned step sizes, ...).
+        extra: kernel-specific arrays that are not per-chain diagnostics (e.g. the ELBO trace).
+        positions: (chains, draws, d) flat positions whose losses are ``excess_loss`` (sampled
+            coordinates only when masked), when the run was asked to save them; otherwise None.
+        virial: (chains, draws, num_groups) per-draw group means of v_i·∂_iU (see
+            ``LocalPosterior.virial_terms``) at the same draws as ``excess_loss``, from the gradient
+            the kernel already computed there; the self-check E_p[v_i ∂_iU] = 1. None when the
+            kernel does not provide it.
+        log_weights: (chains, draws) normalised log importance weights of the draws within each chain
+            (Pareto-smoothed; their exps sum to 1 per chain) when the draws come from a proposal
+            rather than the posterior itself (VI). None for MCMC draws (equal weights).
+        pareto_k: (chains,) Pareto-smoothing shape k̂ of each chain's importance weights, with
+            ``log_weights``: below 0.7 the self-normalised estimate is reliable.
     """
 
     excess_loss: jax.Array
@@ -92,15 +93,16 @@ def probability(name: str, value: Any) -> float:
 class KernelSpec:
     """Registry entry for one kernel.
 
-    options: accepted keyword options and their defaults (None = tuned automatically).
-    check_options: validates and normalises the merged options (raise ValueError naming the option).
-    run: ``run(key, posterior, *, num_chains, num_draws, num_warmup, batch_size, **options)``.
-    minibatch: whether the kernel can use ``batch_size``; full-batch kernels reject it.
-    messages: ``messages(diagnostics) -> list[str]``, warnings the kernel wants shown, composed on
-        the host from its per-chain diagnostics (NumPy arrays) after the run.
-    bias_advice: what to do when the virial self-check fails for this kernel (shown in the warning).
-    check_posterior: raises ValueError for a posterior the kernel cannot handle (before compiling).
-    virial_tolerance: |r − 1| below max(this, 3·se) passes the virial self-check.
+    Attributes:
+        options: accepted keyword options and their defaults (None = tuned automatically).
+        check_options: validates and normalises the merged options (raise ValueError naming the option).
+        run: ``run(key, posterior, *, num_chains, num_draws, num_warmup, batch_size, **options)``.
+        minibatch: whether the kernel can use ``batch_size``; full-batch kernels reject it.
+        messages: ``messages(diagnostics) -> list[str]``, warnings the kernel wants shown, composed on
+            the host from its per-chain diagnostics (NumPy arrays) after the run.
+        bias_advice: what to do when the virial self-check fails for this kernel (shown in the warning).
+        check_posterior: raises ValueError for a posterior the kernel cannot handle (before compiling).
+        virial_tolerance: |r − 1| below max(this, 3·se) passes the virial self-check.
     """
 
     name: str

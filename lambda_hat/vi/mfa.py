@@ -54,14 +54,15 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class MFAState(NamedTuple):
     """State of an MFA fit.
 
-    logits:          (M,)      alpha; pi = softmax(alpha).
-    rho:             (d,)      shared diagonal scale parameter; s = softplus(rho) + min_scale.
-    loadings:        (M, d, r) whitened loadings A_m; K_m = s[:, None] * A_m.
-    opt_state:       optax state over the tuple (logits, rho, loadings).
-    baseline:        ()        exponential moving average (un-normalised) of past ELBO estimates.
-    baseline_weight: ()        1 - decay^t, so baseline / baseline_weight is the bias-corrected
-                               average; 0 before the first step.
-    min_scale:       ()        s_min, the floor on the diagonal scales (not optimised).
+    Attributes:
+        logits:          (M,)      alpha; pi = softmax(alpha).
+        rho:             (d,)      shared diagonal scale parameter; s = softplus(rho) + min_scale.
+        loadings:        (M, d, r) whitened loadings A_m; K_m = s[:, None] * A_m.
+        opt_state:       optax state over the tuple (logits, rho, loadings).
+        baseline:        ()        exponential moving average (un-normalised) of past ELBO estimates.
+        baseline_weight: ()        1 - decay^t, so baseline / baseline_weight is the bias-corrected
+                                   average; 0 before the first step.
+        min_scale:       ()        s_min, the floor on the diagonal scales (not optimised).
     """
 
     logits: Array
@@ -76,21 +77,22 @@ class MFAState(NamedTuple):
 class MFAInfo(NamedTuple):
     """Diagnostics of one step, all evaluated at the parameters *before* the update.
 
-    elbo:           stratified Monte Carlo estimate of the ELBO E_q[log p~ - log q].
-                    HIGHER IS BETTER. (BlackJAX's own VI ``elbo`` field stores the loss
-                    E_q[log q - log p], i.e. minus this.)
-    elbo_stderr:    its Monte Carlo standard error (stratified by component; NaN when
-                    num_samples = 1, where no within-component variance is available).
-    baseline:       the constant b used in the score gradient for the logits.
-    weight_entropy: -sum_m pi_m log pi_m, the entropy of the mixture weights (log M = uniform).
-    scale_min:      min_i s_i.
-    scale_max:      max_i s_i.
-    grad_norm:      global L2 norm of the ELBO-ascent gradient over (logits, rho, loadings).
-    rejected:       True when the step was rejected because the ELBO estimate or its gradient
-                    was not finite (e.g. log p~ is NaN for a draw); the state is then unchanged.
-    log_scale_grad: (d,) the estimated derivative of the ELBO along log s_i, scaling row i of
-                    D^1/2 and of every K_m: s_i / sigmoid(rho_i) * dELBO/drho_i. Its expectation
-                    is 1 - E_q[v_i dU/dv_i] (the virial identity), so it is 0 at every optimum.
+    Attributes:
+        elbo:           stratified Monte Carlo estimate of the ELBO E_q[log p~ - log q].
+                        HIGHER IS BETTER. (BlackJAX's own VI ``elbo`` field stores the loss
+                        E_q[log q - log p], i.e. minus this.)
+        elbo_stderr:    its Monte Carlo standard error (stratified by component; NaN when
+                        num_samples = 1, where no within-component variance is available).
+        baseline:       the constant b used in the score gradient for the logits.
+        weight_entropy: -sum_m pi_m log pi_m, the entropy of the mixture weights (log M = uniform).
+        scale_min:      min_i s_i.
+        scale_max:      max_i s_i.
+        grad_norm:      global L2 norm of the ELBO-ascent gradient over (logits, rho, loadings).
+        rejected:       True when the step was rejected because the ELBO estimate or its gradient
+                        was not finite (e.g. log p~ is NaN for a draw); the state is then unchanged.
+        log_scale_grad: (d,) the estimated derivative of the ELBO along log s_i, scaling row i of
+                        D^1/2 and of every K_m: s_i / sigmoid(rho_i) * dELBO/drho_i. Its expectation
+                        is 1 - E_q[v_i dU/dv_i] (the virial identity), so it is 0 at every optimum.
     """
 
     elbo: Array
@@ -300,12 +302,16 @@ def elbo_grad_estimate(
     With f(v) = log p~(v) - log q(v) and ELBO = sum_m pi_m E_{N_m}[f]:
 
     * (rho, A): sticking-the-landing reparameterisation gradient
+
           g = sum_m pi_m mean_s d/d(rho,A) [log p~(v_ms) - log q_{stop_grad(theta)}(v_ms)].
+
       The -log q term is kept (entropy); only its *explicit* parameter dependence is
       dropped, whose expectation is sum_m pi_m E_{N_m}[grad log q] = E_q[grad log q] = 0.
       Exact pi weights (not sampled m) keep this identity exact, so g is unbiased.
     * logits alpha: Rao-Blackwellised score gradient on the same stratified draws,
+
           g_alpha = sum_m pi_m mean_s (r(v_ms) - pi) (f(v_ms) - b),
+
       since grad_alpha log q(v) = r(v) - pi. Its mean is E_q[(grad_alpha log q) f]
       = grad_alpha ELBO (the explicit term E_q[grad_alpha log q] vanishes) for any b that
       does not depend on the current draws, because E_q[r - pi] = 0.
@@ -366,15 +372,16 @@ def init(
 ) -> MFAState:
     """Initial MFA state: pi uniform, s = init_scale, small random whitened loadings.
 
-    position_or_dim: d, or the position w* (any pytree; only its flat size and dtype
-        are used). The dtype follows it unless ``dtype`` is given (default for an int:
-        float64 under x64, else float32).
-    init_scale: initial s (scalar or (d,)). For a localized LLC posterior a good value
-        is about 1/sqrt(n beta * curvature + gamma), much smaller than 1/sqrt(gamma).
-    init_loading_scale: A_m entries ~ N(0, init_loading_scale^2 / d), so each loading
-        column has norm about init_loading_scale; breaks the symmetry between components.
-    min_scale: s_min, the floor of s (default 1e-4 * min(init_scale)).
-    rng_key: key for the random loadings (required: components must differ).
+    Args:
+        position_or_dim: d, or the position w* (any pytree; only its flat size and dtype
+            are used). The dtype follows it unless ``dtype`` is given (default for an int:
+            float64 under x64, else float32).
+        init_scale: initial s (scalar or (d,)). For a localized LLC posterior a good value
+            is about 1/sqrt(n beta * curvature + gamma), much smaller than 1/sqrt(gamma).
+        init_loading_scale: A_m entries ~ N(0, init_loading_scale^2 / d), so each loading
+            column has norm about init_loading_scale; breaks the symmetry between components.
+        min_scale: s_min, the floor of s (default 1e-4 * min(init_scale)).
+        rng_key: key for the random loadings (required: components must differ).
     """
     if isinstance(position_or_dim, numbers.Integral) and not isinstance(position_or_dim, bool):
         d = int(position_or_dim)
@@ -419,8 +426,10 @@ def step(
 ) -> tuple[MFAState, MFAInfo]:
     """One stochastic ELBO-ascent step.
 
-    logdensity_fn: v -> log p~(v) (scalar) in local coordinates v = w - w*; it may close
-        over a minibatch. num_samples: draws *per component* (M * num_samples evaluations).
+    ``logdensity_fn`` is v -> log p~(v) (scalar) in local coordinates v = w - w*; it may close
+    over a minibatch. ``num_samples`` is the number of draws *per component*
+    (M * num_samples evaluations).
+
     The ascent gradient of :func:`elbo_grad_estimate` is negated and handed to optax
     (which minimises), then params <- params + updates. The logits' score-gradient
     baseline is the bias-corrected moving average (decay ``baseline_decay``) of the
