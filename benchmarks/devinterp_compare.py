@@ -74,6 +74,7 @@ LOADERS = ("default", "bulk")
 # --------------------------------------------------------------------------------------------
 # the problem, as arrays (so that fresh processes need not retrain, and need not import JAX)
 
+
 def export_problem(path: Path) -> dict:
     """Train w* with benchmarks.problems and save it with the data to an .npz."""
     from benchmarks.problems import tanh_mlp_problem
@@ -117,6 +118,7 @@ def jax_loss(params, batch):
 # --------------------------------------------------------------------------------------------
 # lambda_hat side
 
+
 def lambda_hat_setup(arrays):
     import jax.numpy as jnp
 
@@ -132,16 +134,34 @@ def lambda_hat_run(params, data, *, batch_size, draws, seed, chains=CHAINS):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = lh.sample(jax_loss, params, data, kernel="sgld", key=seed, num_chains=chains, num_draws=draws,
-                        num_warmup=0, nbeta=n / math.log(n), gamma=GAMMA, step_size=EPS,
-                        batch_size=None if batch_size >= n else batch_size)
+        res = lh.sample(
+            jax_loss,
+            params,
+            data,
+            kernel="sgld",
+            key=seed,
+            num_chains=chains,
+            num_draws=draws,
+            num_warmup=0,
+            nbeta=n / math.log(n),
+            gamma=GAMMA,
+            step_size=EPS,
+            batch_size=None if batch_size >= n else batch_size,
+        )
     wall = time.perf_counter() - t0
-    return dict(wall_s=wall, run_s=res.timings["run_s"], compile_s=res.timings["compile_s"],
-                llc=float(res.llc), llc_se=float(res.llc_se), llc_per_chain=np.asarray(res.llc_per_chain).tolist())
+    return dict(
+        wall_s=wall,
+        run_s=res.timings["run_s"],
+        compile_s=res.timings["compile_s"],
+        llc=float(res.llc),
+        llc_se=float(res.llc_se),
+        llc_per_chain=np.asarray(res.llc_per_chain).tolist(),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # devinterp side
+
 
 def torch_setup(arrays):
     import torch
@@ -211,15 +231,31 @@ def devinterp_run(model, x, y, loss_star, *, loader_kind, batch_size, draws, see
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = estimate_learning_coeff_with_summary(
-            model, loader, evaluate=evaluate_mse, sampling_method=SGLD,
+            model,
+            loader,
+            evaluate=evaluate_mse,
+            sampling_method=SGLD,
             optimizer_kwargs=dict(lr=EPS, localization=GAMMA, nbeta=nbeta),
-            num_draws=draws, num_chains=chains, num_burnin_steps=0, num_steps_bw_draws=1,
-            init_loss=loss_star, cores=cores, seed=seed, device="cpu", verbose=False)
+            num_draws=draws,
+            num_chains=chains,
+            num_burnin_steps=0,
+            num_steps_bw_draws=1,
+            init_loss=loss_star,
+            cores=cores,
+            seed=seed,
+            device="cpu",
+            verbose=False,
+        )
     wall = time.perf_counter() - t0
     trace = nbeta * (np.asarray(out["loss/trace"], np.float64) - loss_star)
     stats = llc_statistics(trace)
-    return dict(wall_s=wall, llc=float(out["llc/mean"]), llc_se=float(stats["llc_se"]),
-                llc_chain_sd=float(out["llc/std"]), llc_per_chain=trace.mean(axis=1).tolist())
+    return dict(
+        wall_s=wall,
+        llc=float(out["llc/mean"]),
+        llc_se=float(stats["llc_se"]),
+        llc_chain_sd=float(out["llc/std"]),
+        llc_per_chain=trace.mean(axis=1).tolist(),
+    )
 
 
 def parse_variant(name):
@@ -233,6 +269,7 @@ def parse_variant(name):
 # --------------------------------------------------------------------------------------------
 # fresh-process end-to-end runs
 
+
 def child(args):
     """One end-to-end run in this (fresh) process; prints a JSON line."""
     t_start = time.perf_counter()
@@ -240,6 +277,7 @@ def child(args):
         import jax  # noqa: F401
 
         import lambda_hat  # noqa: F401
+
         t_import = time.perf_counter()
         arrays = load_arrays(args.problem)
         params, data = lambda_hat_setup(arrays)
@@ -248,20 +286,44 @@ def child(args):
     else:
         import devinterp.slt.sampler  # noqa: F401
         import torch  # noqa: F401
+
         t_import = time.perf_counter()
         arrays = load_arrays(args.problem)
         model, x, y, loss_star = torch_setup(arrays)
         t_setup = time.perf_counter()
         loader, threads, cores = parse_variant(args.child.removeprefix("devinterp-"))
-        r = devinterp_run(model, x, y, loss_star, loader_kind=loader, batch_size=args.batch, draws=args.draws,
-                          seed=args.seed, threads=threads, cores=cores)
+        r = devinterp_run(
+            model,
+            x,
+            y,
+            loss_star,
+            loader_kind=loader,
+            batch_size=args.batch,
+            draws=args.draws,
+            seed=args.seed,
+            threads=threads,
+            cores=cores,
+        )
     r.update(import_s=t_import - t_start, setup_s=t_setup - t_import)
     print("RESULT " + json.dumps(r), flush=True)
 
 
 def end_to_end(which, problem, *, batch, draws, seed):
-    cmd = [sys.executable, "-m", "benchmarks.devinterp_compare", "--child", which, "--problem", str(problem),
-           "--batch", str(batch), "--draws", str(draws), "--seed", str(seed)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.devinterp_compare",
+        "--child",
+        which,
+        "--problem",
+        str(problem),
+        "--batch",
+        str(batch),
+        "--draws",
+        str(draws),
+        "--seed",
+        str(seed),
+    ]
     env = dict(os.environ)
     if which.startswith("devinterp-"):
         _, threads, cores = parse_variant(which.removeprefix("devinterp-"))
@@ -273,12 +335,13 @@ def end_to_end(which, problem, *, batch, draws, seed):
     if proc.returncode != 0:
         raise RuntimeError(f"{which} failed:\n{proc.stderr[-3000:]}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    r = json.loads(line[len("RESULT "):])
+    r = json.loads(line[len("RESULT ") :])
     r["process_s"] = wall
     return r
 
 
 # --------------------------------------------------------------------------------------------
+
 
 def med(rows, key):
     return statistics.median(r[key] for r in rows)
@@ -294,10 +357,16 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="steady-state repeats per configuration")
     parser.add_argument("--e2e-repeats", type=int, default=3, help="fresh-process end-to-end repeats")
     parser.add_argument("--quick", action="store_true", help="smoke run: 100/400 draws, 2 repeats, 1 e2e repeat")
-    parser.add_argument("--torch-threads", default="1",
-                        help="comma list of torch intra-op thread counts to run devinterp with (e.g. 1,2)")
-    parser.add_argument("--cores2", action="store_true",
-                        help="also run devinterp's cores=2 process pool end to end (bulk loader, OMP_NUM_THREADS=1)")
+    parser.add_argument(
+        "--torch-threads",
+        default="1",
+        help="comma list of torch intra-op thread counts to run devinterp with (e.g. 1,2)",
+    )
+    parser.add_argument(
+        "--cores2",
+        action="store_true",
+        help="also run devinterp's cores=2 process pool end to end (bulk loader, OMP_NUM_THREADS=1)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     # internal: one end-to-end run in a fresh process
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -313,8 +382,10 @@ def main(argv=None):
         import devinterp  # noqa: F401
         import torch
     except ImportError as err:
-        sys.exit(f"devinterp_compare needs torch and devinterp in this environment ({err}); "
-                 "pip install -r benchmarks/requirements-devinterp.txt")
+        sys.exit(
+            f"devinterp_compare needs torch and devinterp in this environment ({err}); "
+            "pip install -r benchmarks/requirements-devinterp.txt"
+        )
     import jax
 
     import lambda_hat
@@ -324,12 +395,17 @@ def main(argv=None):
     draws_list = (100, 400) if args.quick else (200, 2000)
     repeats = 2 if args.quick else args.repeats
     e2e_repeats = 1 if args.quick else args.e2e_repeats
-    out_path = args.out or Path(__file__).parent / "results" / ("devinterp_quick.json" if args.quick else "devinterp.json")
+    out_path = args.out or Path(__file__).parent / "results" / (
+        "devinterp_quick.json" if args.quick else "devinterp.json"
+    )
     n = 1000
     load_start = os.getloadavg()
-    print(f"load average at start (1/5/15 min): {tuple(round(v, 2) for v in load_start)}; {os.cpu_count()} cores; "
-          f"jax {jax.__version__} on {jax.devices()[0]}; torch {torch.__version__} (default {torch_default_threads} "
-          f"threads); devinterp 1.3.2; devinterp variants (loader-threads): {variants}", flush=True)
+    print(
+        f"load average at start (1/5/15 min): {tuple(round(v, 2) for v in load_start)}; {os.cpu_count()} cores; "
+        f"jax {jax.__version__} on {jax.devices()[0]}; torch {torch.__version__} (default {torch_default_threads} "
+        f"threads); devinterp 1.3.2; devinterp variants (loader-threads): {variants}",
+        flush=True,
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="devinterp_compare_"))
     problem = tmp / "problem.npz"
@@ -345,14 +421,27 @@ def main(argv=None):
         if i < 2:
             h = np.tanh(h)
     max_diff = float(np.max(np.abs(out_t - h)))
-    print(f"d = {info['dim']}, L_n(w*) = {info['loss_at_wstar']:.6g} (JAX) / {loss_star_torch:.6g} (torch); "
-          f"max |f_torch - f_float64| = {max_diff:.2g}", flush=True)
+    print(
+        f"d = {info['dim']}, L_n(w*) = {info['loss_at_wstar']:.6g} (JAX) / {loss_star_torch:.6g} (torch); "
+        f"max |f_torch - f_float64| = {max_diff:.2g}",
+        flush=True,
+    )
     assert max_diff < 1e-4
 
     def di(variant, batch, draws, seed):
         loader, threads, cores = parse_variant(variant)
-        return devinterp_run(model, x, y, loss_star_torch, loader_kind=loader, batch_size=batch, draws=draws,
-                             seed=seed, threads=threads, cores=cores)
+        return devinterp_run(
+            model,
+            x,
+            y,
+            loss_star_torch,
+            loader_kind=loader,
+            batch_size=batch,
+            draws=draws,
+            seed=seed,
+            threads=threads,
+            cores=cores,
+        )
 
     rows = []
     for batch in (n, 100):
@@ -367,14 +456,30 @@ def main(argv=None):
                 for v in variants:
                     di_runs[v].append(di(v, batch, draws, r + 1))
             steps = CHAINS * draws
-            row = dict(batch_size=batch, draws=draws, chains=CHAINS, load_avg_1min=os.getloadavg()[0],
-                       lambda_hat=dict(call_s=med(lh_runs, "wall_s"), run_s=med(lh_runs, "run_s"),
-                                       compile_s=first["compile_s"], first_call_s=first["wall_s"],
-                                       chain_steps_per_s=steps / med(lh_runs, "wall_s"),
-                                       llc=[r["llc"] for r in lh_runs], llc_se=[r["llc_se"] for r in lh_runs]),
-                       devinterp={v: dict(call_s=med(rs, "wall_s"), chain_steps_per_s=steps / med(rs, "wall_s"),
-                                          llc=[r["llc"] for r in rs], llc_se=[r["llc_se"] for r in rs])
-                                  for v, rs in di_runs.items()})
+            row = dict(
+                batch_size=batch,
+                draws=draws,
+                chains=CHAINS,
+                load_avg_1min=os.getloadavg()[0],
+                lambda_hat=dict(
+                    call_s=med(lh_runs, "wall_s"),
+                    run_s=med(lh_runs, "run_s"),
+                    compile_s=first["compile_s"],
+                    first_call_s=first["wall_s"],
+                    chain_steps_per_s=steps / med(lh_runs, "wall_s"),
+                    llc=[r["llc"] for r in lh_runs],
+                    llc_se=[r["llc_se"] for r in lh_runs],
+                ),
+                devinterp={
+                    v: dict(
+                        call_s=med(rs, "wall_s"),
+                        chain_steps_per_s=steps / med(rs, "wall_s"),
+                        llc=[r["llc"] for r in rs],
+                        llc_se=[r["llc_se"] for r in rs],
+                    )
+                    for v, rs in di_runs.items()
+                },
+            )
             # λ̂ agreement: mean over seeds and its standard error (sd over seeds / √repeats)
             for side in [row["lambda_hat"], *row["devinterp"].values()]:
                 m, sd = mean_sd(side["llc"])
@@ -382,20 +487,28 @@ def main(argv=None):
             for v in variants:
                 a, b = row["lambda_hat"], row["devinterp"][v]
                 row["devinterp"][v]["llc_z_vs_lambda_hat"] = (a["llc_mean"] - b["llc_mean"]) / math.hypot(
-                    a["llc_se_over_seeds"], b["llc_se_over_seeds"])
-            row["speedup"] = {v: row["lambda_hat"]["chain_steps_per_s"] / row["devinterp"][v]["chain_steps_per_s"]
-                              for v in variants}
+                    a["llc_se_over_seeds"], b["llc_se_over_seeds"]
+                )
+            row["speedup"] = {
+                v: row["lambda_hat"]["chain_steps_per_s"] / row["devinterp"][v]["chain_steps_per_s"] for v in variants
+            }
             row["speedup_vs_fastest_devinterp"] = min(row["speedup"].values())
             rows.append(row)
             lh_row = row["lambda_hat"]
-            print(f"batch {batch:>4} draws {draws:>4} (load {row['load_avg_1min']:.1f}): lambda_hat "
-                  f"{lh_row['call_s'] * 1e3:8.1f} ms ({lh_row['chain_steps_per_s']:6.0f} chain-steps/s; "
-                  f"λ̂ {lh_row['llc_mean']:.3f} ± {lh_row['llc_se_over_seeds']:.3f} over {repeats} seeds)", flush=True)
+            print(
+                f"batch {batch:>4} draws {draws:>4} (load {row['load_avg_1min']:.1f}): lambda_hat "
+                f"{lh_row['call_s'] * 1e3:8.1f} ms ({lh_row['chain_steps_per_s']:6.0f} chain-steps/s; "
+                f"λ̂ {lh_row['llc_mean']:.3f} ± {lh_row['llc_se_over_seeds']:.3f} over {repeats} seeds)",
+                flush=True,
+            )
             for v in variants:
                 d = row["devinterp"][v]
-                print(f"{'':28}devinterp[{v:10}] {d['call_s'] * 1e3:8.1f} ms ({d['chain_steps_per_s']:6.0f} "
-                      f"chain-steps/s; λ̂ {d['llc_mean']:.3f} ± {d['llc_se_over_seeds']:.3f}, z = "
-                      f"{d['llc_z_vs_lambda_hat']:+.1f}); lambda_hat {row['speedup'][v]:.1f}× faster", flush=True)
+                print(
+                    f"{'':28}devinterp[{v:10}] {d['call_s'] * 1e3:8.1f} ms ({d['chain_steps_per_s']:6.0f} "
+                    f"chain-steps/s; λ̂ {d['llc_mean']:.3f} ± {d['llc_se_over_seeds']:.3f}, z = "
+                    f"{d['llc_z_vs_lambda_hat']:+.1f}); lambda_hat {row['speedup'][v]:.1f}× faster",
+                    flush=True,
+                )
 
     # marginal per-step rates from the draw-count difference (fixed per-call costs cancel)
     marginal = []
@@ -403,13 +516,17 @@ def main(argv=None):
     for batch in (n, 100):
         a = next(r for r in rows if r["batch_size"] == batch and r["draws"] == lo)
         b = next(r for r in rows if r["batch_size"] == batch and r["draws"] == hi)
-        m = dict(batch_size=batch,
-                 lambda_hat=CHAINS * (hi - lo) / (b["lambda_hat"]["call_s"] - a["lambda_hat"]["call_s"]))
+        m = dict(
+            batch_size=batch, lambda_hat=CHAINS * (hi - lo) / (b["lambda_hat"]["call_s"] - a["lambda_hat"]["call_s"])
+        )
         for v in variants:
             m[f"devinterp[{v}]"] = CHAINS * (hi - lo) / (b["devinterp"][v]["call_s"] - a["devinterp"][v]["call_s"])
         marginal.append(m)
-        print(f"marginal chain-steps/s ({lo}→{hi} draws), batch {batch}: "
-              + ", ".join(f"{k} {val:.0f}" for k, val in m.items() if k != "batch_size"), flush=True)
+        print(
+            f"marginal chain-steps/s ({lo}→{hi} draws), batch {batch}: "
+            + ", ".join(f"{k} {val:.0f}" for k, val in m.items() if k != "batch_size"),
+            flush=True,
+        )
 
     # λ̂ agreement: many chains at the smaller draw count (the 4-chain runs above spread widely,
     # since 200 draws without burn-in are still in the transient); z from the per-chain means
@@ -417,14 +534,28 @@ def main(argv=None):
     agreement = []
     for batch in (n, 100):
         a = lambda_hat_run(params, data, batch_size=batch, draws=lo, seed=1000, chains=agree_chains)["llc_per_chain"]
-        b = devinterp_run(model, x, y, loss_star_torch, loader_kind="bulk", batch_size=batch, draws=lo, seed=1000,
-                          chains=agree_chains)["llc_per_chain"]
+        b = devinterp_run(
+            model, x, y, loss_star_torch, loader_kind="bulk", batch_size=batch, draws=lo, seed=1000, chains=agree_chains
+        )["llc_per_chain"]
         ma, mb = float(np.mean(a)), float(np.mean(b))
         sa, sb = float(np.std(a, ddof=1) / math.sqrt(len(a))), float(np.std(b, ddof=1) / math.sqrt(len(b)))
-        agreement.append(dict(batch_size=batch, draws=lo, chains=agree_chains, lambda_hat_llc=ma, lambda_hat_se=sa,
-                              devinterp_llc=mb, devinterp_se=sb, z=(ma - mb) / math.hypot(sa, sb)))
-        print(f"λ̂ agreement, batch {batch}, {agree_chains} chains × {lo} draws: lambda_hat {ma:.3f} ± {sa:.3f}, "
-              f"devinterp {mb:.3f} ± {sb:.3f} (z = {agreement[-1]['z']:+.1f})", flush=True)
+        agreement.append(
+            dict(
+                batch_size=batch,
+                draws=lo,
+                chains=agree_chains,
+                lambda_hat_llc=ma,
+                lambda_hat_se=sa,
+                devinterp_llc=mb,
+                devinterp_se=sb,
+                z=(ma - mb) / math.hypot(sa, sb),
+            )
+        )
+        print(
+            f"λ̂ agreement, batch {batch}, {agree_chains} chains × {lo} draws: lambda_hat {ma:.3f} ± {sa:.3f}, "
+            f"devinterp {mb:.3f} ± {sb:.3f} (z = {agreement[-1]['z']:+.1f})",
+            flush=True,
+        )
 
     # end to end, fresh processes, largest draw count
     whos = ["lambda_hat"] + [f"devinterp-{v}" for v in variants]
@@ -438,36 +569,72 @@ def main(argv=None):
                 runs[w].append(end_to_end(w, problem, batch=batch, draws=hi, seed=r + 1))
         row = dict(batch_size=batch, draws=hi, chains=CHAINS, load_avg_1min=os.getloadavg()[0])
         for w, v in runs.items():
-            row[w] = dict(process_s=med(v, "process_s"), call_s=med(v, "wall_s"), import_s=med(v, "import_s"),
-                          llc=[x["llc"] for x in v])
+            row[w] = dict(
+                process_s=med(v, "process_s"),
+                call_s=med(v, "wall_s"),
+                import_s=med(v, "import_s"),
+                llc=[x["llc"] for x in v],
+            )
             if w == "lambda_hat":
                 row[w]["compile_s"] = med(v, "compile_s")
         row["process_speedup_vs_fastest_devinterp"] = (
-            min(row[w]["process_s"] for w in whos[1:]) / row["lambda_hat"]["process_s"])
+            min(row[w]["process_s"] for w in whos[1:]) / row["lambda_hat"]["process_s"]
+        )
         e2e.append(row)
-        print(f"end to end, batch {batch}, {hi} draws (fresh process each; median of {e2e_repeats}; "
-              f"load {row['load_avg_1min']:.1f}):", flush=True)
+        print(
+            f"end to end, batch {batch}, {hi} draws (fresh process each; median of {e2e_repeats}; "
+            f"load {row['load_avg_1min']:.1f}):",
+            flush=True,
+        )
         for w in whos:
             extra = f", compile {row[w]['compile_s']:.2f} s" if w == "lambda_hat" else ""
-            print(f"    {w:26} process {row[w]['process_s']:7.2f} s  (sample call {row[w]['call_s']:7.2f} s{extra}; "
-                  f"imports {row[w]['import_s']:.2f} s)", flush=True)
+            print(
+                f"    {w:26} process {row[w]['process_s']:7.2f} s  (sample call {row[w]['call_s']:7.2f} s{extra}; "
+                f"imports {row[w]['import_s']:.2f} s)",
+                flush=True,
+            )
 
     load_end = os.getloadavg()
     result = dict(
-        machine=dict(platform=platform.platform(), processor=platform.processor(), cpu_count=os.cpu_count(),
-                     load_avg_start=load_start, load_avg_end=load_end, torch_default_threads=torch_default_threads),
-        versions=dict(jax=jax.__version__, torch=torch.__version__, devinterp="1.3.2",
-                      lambda_hat=getattr(lambda_hat, "__version__", "")),
-        settings=dict(problem="tanh MLP 2-16-16-1 (benchmarks.problems.tanh_mlp_problem)", d=info["dim"], n=n,
-                      chains=CHAINS, burnin=0, eps=EPS, gamma=GAMMA, nbeta=n / math.log(n),
-                      loss_at_wstar_jax=info["loss_at_wstar"], loss_at_wstar_torch=loss_star_torch,
-                      devinterp="estimate_learning_coeff_with_summary(evaluate=evaluate_mse, sampling_method=SGLD, "
-                                "optimizer_kwargs=dict(lr=eps, localization=gamma, nbeta=nbeta), num_burnin_steps=0, "
-                                "init_loss=L_n(w*), cores=1, verbose=False)",
-                      variants="loader-tN: loader 'default' (TensorDataset, shuffle=True) or 'bulk' (one gather per "
-                               "batch); tN = torch.set_num_threads(N); cores2 = devinterp's cores=2 spawn pool",
-                      repeats=repeats, e2e_repeats=e2e_repeats, quick=args.quick),
-        steady_state=rows, marginal_chain_steps_per_s=marginal, llc_agreement=agreement, end_to_end=e2e)
+        machine=dict(
+            platform=platform.platform(),
+            processor=platform.processor(),
+            cpu_count=os.cpu_count(),
+            load_avg_start=load_start,
+            load_avg_end=load_end,
+            torch_default_threads=torch_default_threads,
+        ),
+        versions=dict(
+            jax=jax.__version__,
+            torch=torch.__version__,
+            devinterp="1.3.2",
+            lambda_hat=getattr(lambda_hat, "__version__", ""),
+        ),
+        settings=dict(
+            problem="tanh MLP 2-16-16-1 (benchmarks.problems.tanh_mlp_problem)",
+            d=info["dim"],
+            n=n,
+            chains=CHAINS,
+            burnin=0,
+            eps=EPS,
+            gamma=GAMMA,
+            nbeta=n / math.log(n),
+            loss_at_wstar_jax=info["loss_at_wstar"],
+            loss_at_wstar_torch=loss_star_torch,
+            devinterp="estimate_learning_coeff_with_summary(evaluate=evaluate_mse, sampling_method=SGLD, "
+            "optimizer_kwargs=dict(lr=eps, localization=gamma, nbeta=nbeta), num_burnin_steps=0, "
+            "init_loss=L_n(w*), cores=1, verbose=False)",
+            variants="loader-tN: loader 'default' (TensorDataset, shuffle=True) or 'bulk' (one gather per "
+            "batch); tN = torch.set_num_threads(N); cores2 = devinterp's cores=2 spawn pool",
+            repeats=repeats,
+            e2e_repeats=e2e_repeats,
+            quick=args.quick,
+        ),
+        steady_state=rows,
+        marginal_chain_steps_per_s=marginal,
+        llc_agreement=agreement,
+        end_to_end=e2e,
+    )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)

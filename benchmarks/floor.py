@@ -85,32 +85,59 @@ def main(argv=None):
     rows = []
     for batch_size in (None, 100):
         for draws in (200, 2000):
-            kw = dict(kernel="sgld", num_chains=4, num_draws=draws, num_warmup=0, nbeta=nbeta, gamma=GAMMA,
-                      step_size=EPS, batch_size=batch_size)
+            kw = dict(
+                kernel="sgld",
+                num_chains=4,
+                num_draws=draws,
+                num_warmup=0,
+                nbeta=nbeta,
+                gamma=GAMMA,
+                step_size=EPS,
+                batch_size=batch_size,
+            )
             t0 = time.perf_counter()
             first = lh.sample(loss_fn, params, data, key=0, **kw)
             first_total = time.perf_counter() - t0
             second_compile = lh.sample(loss_fn, params, data, key=99, **kw).timings["compile_s"]
-            floor_fn = bare_sgld(loss_fn, params, data, num_chains=4, num_steps=draws, batch_size=batch_size, nbeta=nbeta)
+            floor_fn = bare_sgld(
+                loss_fn, params, data, num_chains=4, num_steps=draws, batch_size=batch_size, nbeta=nbeta
+            )
             t0 = time.perf_counter()
             jax.block_until_ready(floor_fn(jax.random.key(0)))
             floor_first = time.perf_counter() - t0
-            runs = interleaved(lambda i: lh.sample(loss_fn, params, data, key=i + 1, **kw),
-                               lambda i: floor_fn(jax.random.key(i + 1)), args.repeats)
+            runs = interleaved(
+                lambda i, kw=kw: lh.sample(loss_fn, params, data, key=i + 1, **kw),
+                lambda i, f=floor_fn: f(jax.random.key(i + 1)),
+                args.repeats,
+            )
             lib, lib_run, floor = (statistics.median(col) for col in zip(*runs))
             pair_ratio = statistics.median(r / f for _, r, f in runs)
-            row = dict(batch_size=batch_size or n, draws=draws, chains=4,
-                       lambda_hat_call_s=lib, lambda_hat_run_s=lib_run, floor_s=floor,
-                       ratio_call=lib / floor, ratio_run=lib_run / floor, ratio_run_paired_median=pair_ratio,
-                       load_avg_1min=os.getloadavg()[0],
-                       lambda_hat_first_call_s=first_total, lambda_hat_compile_s=first.timings["compile_s"],
-                       floor_first_call_s=floor_first, second_call_compile_s=second_compile,
-                       chain_steps_per_s=4 * draws / lib_run, llc=first.llc)
+            row = dict(
+                batch_size=batch_size or n,
+                draws=draws,
+                chains=4,
+                lambda_hat_call_s=lib,
+                lambda_hat_run_s=lib_run,
+                floor_s=floor,
+                ratio_call=lib / floor,
+                ratio_run=lib_run / floor,
+                ratio_run_paired_median=pair_ratio,
+                load_avg_1min=os.getloadavg()[0],
+                lambda_hat_first_call_s=first_total,
+                lambda_hat_compile_s=first.timings["compile_s"],
+                floor_first_call_s=floor_first,
+                second_call_compile_s=second_compile,
+                chain_steps_per_s=4 * draws / lib_run,
+                llc=first.llc,
+            )
             rows.append(row)
-            print(f"batch {row['batch_size']:>5} draws {draws:>5}: lambda_hat run {lib_run * 1e3:8.2f} ms "
-                  f"(whole call {lib * 1e3:8.2f} ms), floor {floor * 1e3:8.2f} ms, ratio run/floor {row['ratio_run']:.2f} "
-                  f"(paired median {pair_ratio:.2f}, call/floor {row['ratio_call']:.2f}); compile {row['lambda_hat_compile_s']:.2f} s, "
-                  f"second compile {second_compile:.2f} s", flush=True)
+            print(
+                f"batch {row['batch_size']:>5} draws {draws:>5}: lambda_hat run {lib_run * 1e3:8.2f} ms "
+                f"(whole call {lib * 1e3:8.2f} ms), floor {floor * 1e3:8.2f} ms, ratio run/floor {row['ratio_run']:.2f} "
+                f"(paired median {pair_ratio:.2f}, call/floor {row['ratio_call']:.2f}); compile {row['lambda_hat_compile_s']:.2f} s, "
+                f"second compile {second_compile:.2f} s",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(device=str(jax.devices()[0]), repeats=args.repeats, rows=rows), indent=1))
     print(f"wrote {args.out}")

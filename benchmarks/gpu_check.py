@@ -37,10 +37,23 @@ def accuracy(rows: list) -> None:
     for kernel, kw in KERNELS.items():
         r = lh.sample(t.loss_fn, t.params, t.data, kernel=kernel, key=0, num_chains=8, **kw)
         exact = t.expected_llc(r.nbeta, r.gamma)
-        rows.append(dict(part="accuracy", kernel=kernel, llc=r.llc, se=r.llc_se, exact=exact,
-                         rel_err=r.llc / exact - 1, z=(r.llc - exact) / r.llc_se, **r.timings))
-        print(f"{kernel:>13}: λ̂ {r.llc:.3f} ± {r.llc_se:.3f} (exact {exact:.3f}, {100 * (r.llc / exact - 1):+.1f}%)"
-              f"  compile {r.timings['compile_s']:.1f} s run {r.timings['run_s']:.2f} s", flush=True)
+        rows.append(
+            dict(
+                part="accuracy",
+                kernel=kernel,
+                llc=r.llc,
+                se=r.llc_se,
+                exact=exact,
+                rel_err=r.llc / exact - 1,
+                z=(r.llc - exact) / r.llc_se,
+                **r.timings,
+            )
+        )
+        print(
+            f"{kernel:>13}: λ̂ {r.llc:.3f} ± {r.llc_se:.3f} (exact {exact:.3f}, {100 * (r.llc / exact - 1):+.1f}%)"
+            f"  compile {r.timings['compile_s']:.1f} s run {r.timings['run_s']:.2f} s",
+            flush=True,
+        )
 
 
 def chain_scaling(rows: list) -> None:
@@ -58,14 +71,37 @@ def dln_scale(rows: list) -> None:
     t = random_deep_linear_network(bucket=100000, seed=0)
     d = sum(int(np.size(x)) for x in jax.tree.leaves(t.params))
     start = time.perf_counter()
-    r = lh.sample(t.loss_fn, t.params, t.data, key=0, num_chains=4, num_draws=8000, num_warmup=2000,
-                  batch_size=500, step_size=float(t.info["suggested_step_size"]))
+    r = lh.sample(
+        t.loss_fn,
+        t.params,
+        t.data,
+        key=0,
+        num_chains=4,
+        num_draws=8000,
+        num_warmup=2000,
+        batch_size=500,
+        step_size=float(t.info["suggested_step_size"]),
+    )
     total = time.perf_counter() - start
-    rows.append(dict(part="dln", d=d, n=t.n, llc=r.llc, se=r.llc_se, lam=float(t.lam), whole_call_s=total,
-                     compile_s=r.timings["compile_s"], run_s=r.timings["run_s"]))
-    print(f"DLN d={d}, n={t.n}: λ̂ {r.llc:.1f} ± {r.llc_se:.1f} (Aoyagi λ {float(t.lam):.1f}); "
-          f"1e4 steps × 4 chains: compile {r.timings['compile_s']:.1f} s, run {r.timings['run_s']:.1f} s, "
-          f"whole call {total:.1f} s", flush=True)
+    rows.append(
+        dict(
+            part="dln",
+            d=d,
+            n=t.n,
+            llc=r.llc,
+            se=r.llc_se,
+            lam=float(t.lam),
+            whole_call_s=total,
+            compile_s=r.timings["compile_s"],
+            run_s=r.timings["run_s"],
+        )
+    )
+    print(
+        f"DLN d={d}, n={t.n}: λ̂ {r.llc:.1f} ± {r.llc_se:.1f} (Aoyagi λ {float(t.lam):.1f}); "
+        f"1e4 steps × 4 chains: compile {r.timings['compile_s']:.1f} s, run {r.timings['run_s']:.1f} s, "
+        f"whole call {total:.1f} s",
+        flush=True,
+    )
 
 
 def main(argv=None) -> None:
@@ -83,8 +119,9 @@ def main(argv=None) -> None:
             rows.append(dict(part=part.__name__, error=repr(err)))
             print(f"{part.__name__}: ERROR {err!r}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_check.json").write_text(json.dumps(dict(devices=str(jax.devices()), jax=jax.__version__,
-                                                             rows=rows), indent=1, default=float))
+    (args.out / "gpu_check.json").write_text(
+        json.dumps(dict(devices=str(jax.devices()), jax=jax.__version__, rows=rows), indent=1, default=float)
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """lambda_hat: Local Learning Coefficient (LLC) estimation in JAX.
 
-    result = lambda_hat.sample(loss_fn, params, data, kernel="sgld")
-    print(result.summary())
+result = lambda_hat.sample(loss_fn, params, data, kernel="sgld")
+print(result.summary())
 """
 
 from importlib import metadata as _metadata
@@ -18,4 +18,15 @@ try:  # the version is written once, in pyproject.toml
 except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["CalibrationResult", "KERNELS", "calibrate", "LLCResult", "LLCWarning", "LocalPosterior", "sample", "targets", "theory", "__version__"]
+__all__ = [
+    "CalibrationResult",
+    "KERNELS",
+    "calibrate",
+    "LLCResult",
+    "LLCWarning",
+    "LocalPosterior",
+    "sample",
+    "targets",
+    "theory",
+    "__version__",
+]

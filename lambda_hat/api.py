@@ -6,7 +6,8 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -69,8 +70,9 @@ def _merge_options(spec: KernelSpec, given: dict[str, Any]) -> dict[str, Any]:
     return spec.check_options({**spec.options, **given})
 
 
-def _compiled_run(spec: KernelSpec, key: jax.Array, posterior: LocalPosterior, static: dict[str, Any],
-                  devices: list[jax.Device]) -> tuple[ChainPlan, float]:
+def _compiled_run(
+    spec: KernelSpec, key: jax.Array, posterior: LocalPosterior, static: dict[str, Any], devices: list[jax.Device]
+) -> tuple[ChainPlan, float]:
     """AOT-compile the kernel's run for these shapes, settings and devices, cached across calls
     (one program per device when the chains are split over several; see lambda_hat.sharding)."""
     leaves, treedef = jax.tree.flatten(posterior)
@@ -171,8 +173,9 @@ def sample(
     rng_key = as_key(key)
     devices = resolve_devices(devices)
     loss_fn, params = adapt_model(loss_fn, params)
-    posterior = LocalPosterior(loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size,
-                               mask=mask)
+    posterior = LocalPosterior(
+        loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size, mask=mask
+    )
     spec.check_posterior(posterior)
     if batch_size is not None:
         if not spec.minibatch:
@@ -195,9 +198,12 @@ def sample(
     if save_positions:
         static["save_positions"] = True
     if progress:
-        say(f"{spec.name}: d = {posterior.dim}, n = {posterior.n}, {num_chains} chains × "
+        say(
+            f"{spec.name}: d = {posterior.dim}, n = {posterior.n}, {num_chains} chains × "
             f"({num_warmup} warmup + {num_draws} draws)"
-            + (f" on {len(devices)} devices" if len(devices) > 1 else "") + "; compiling ...")
+            + (f" on {len(devices)} devices" if len(devices) > 1 else "")
+            + "; compiling ..."
+        )
     plan, compile_s = _compiled_run(spec, rng_key, posterior, static, devices)
     if progress:
         say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
@@ -209,20 +215,43 @@ def sample(
     grad_norm, stationarity_shift = (float(x) for x in _stationarity(posterior))
 
     config = dict(
-        kernel=spec.name, key=repr(key), num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup,
-        beta=beta, nbeta=float(posterior.nbeta), gamma=float(posterior.gamma), batch_size=batch_size,
-        n=posterior.n, dim=posterior.dim, masked=mask is not None, dtype=str(posterior.dtype), devices=len(devices),
-        chunk_size=posterior.chunk_size, save_positions=save_positions, **options,
+        kernel=spec.name,
+        key=repr(key),
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        beta=beta,
+        nbeta=float(posterior.nbeta),
+        gamma=float(posterior.gamma),
+        batch_size=batch_size,
+        n=posterior.n,
+        dim=posterior.dim,
+        masked=mask is not None,
+        dtype=str(posterior.dtype),
+        devices=len(devices),
+        chunk_size=posterior.chunk_size,
+        save_positions=save_positions,
+        **options,
     )
-    return _assemble(spec, posterior, out, config, compile_s, run_s, grad_norm, stationarity_shift,
-                     exact_trace=batch_size is None or not spec.minibatch)
+    return _assemble(
+        spec,
+        posterior,
+        out,
+        config,
+        compile_s,
+        run_s,
+        grad_norm,
+        stationarity_shift,
+        exact_trace=batch_size is None or not spec.minibatch,
+    )
 
 
 _stationarity = jax.jit(LocalPosterior.stationarity)
 
 
-def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad_norm, stationarity_shift,
-              exact_trace: bool) -> LLCResult:
+def _assemble(
+    spec, posterior, out: KernelOutput, config, compile_s, run_s, grad_norm, stationarity_shift, exact_trace: bool
+) -> LLCResult:
     nbeta = float(posterior.nbeta)
     loss_star = float(posterior.loss_at_wstar)
     excess = np.asarray(out.excess_loss, dtype=np.float64)
@@ -259,15 +288,24 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
     if out.log_weights is not None:  # draws from a proposal q: certify with the importance weights
         pareto_k = np.asarray(out.pareto_k, np.float64)
         is_stats = importance_statistics(llc_trace[valid], np.asarray(out.log_weights)[valid])
-        importance = {"pareto_k": pareto_k, "llc_raw": stats["llc"], "llc_raw_se": stats["llc_se"],
-                      "llc_is": is_stats["llc"], "llc_is_se": is_stats["llc_se"],
-                      "is_ess_per_chain": np.where(valid, 0.0, np.nan)}
+        importance = {
+            "pareto_k": pareto_k,
+            "llc_raw": stats["llc"],
+            "llc_raw_se": stats["llc_se"],
+            "llc_is": is_stats["llc"],
+            "llc_is_se": is_stats["llc_se"],
+            "is_ess_per_chain": np.where(valid, 0.0, np.nan),
+        }
         importance["is_ess_per_chain"][valid] = is_stats["ess_per_chain"]
         worst_k = float(np.max(pareto_k[valid]))
         importance["llc_source"] = "importance-weighted" if worst_k < PARETO_K_MAX else "raw"
         if worst_k < PARETO_K_MAX:
-            stats = {**stats, "llc": is_stats["llc"], "llc_se": is_stats["llc_se"],
-                     "llc_per_chain": is_stats["llc_per_chain"]}
+            stats = {
+                **stats,
+                "llc": is_stats["llc"],
+                "llc_se": is_stats["llc_se"],
+                "llc_per_chain": is_stats["llc_per_chain"],
+            }
         else:
             messages.append(importance_message(pareto_k, valid, spec.name))
     extra = {k: np.asarray(v) for k, v in out.extra.items()}
@@ -279,14 +317,20 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
     ess_per_chain = np.full(len(valid), np.nan)
     ess_per_chain[valid] = stats["ess_per_chain"]
     diagnostics = {
-        "ess": stats["ess"], "rhat": stats["rhat"], "ess_per_chain": ess_per_chain,
-        "llc_sd": stats["llc_sd"], "grad_norm_at_wstar": grad_norm,
-        "stationarity_shift": stationarity_shift, **importance, **diag,
+        "ess": stats["ess"],
+        "rhat": stats["rhat"],
+        "ess_per_chain": ess_per_chain,
+        "llc_sd": stats["llc_sd"],
+        "grad_norm_at_wstar": grad_norm,
+        "stationarity_shift": stationarity_shift,
+        **importance,
+        **diag,
     }
     messages.extend(spec.messages({**diag, "valid": valid}))
     if out.virial is not None:
-        virial = virial_statistics(np.asarray(out.virial)[valid], np.asarray(posterior.group_sizes),
-                                   posterior.group_names)
+        virial = virial_statistics(
+            np.asarray(out.virial)[valid], np.asarray(posterior.group_sizes), posterior.group_names
+        )
         diagnostics["virial"] = virial
         message = virial_message(virial, spec.name, spec.bias_advice, spec.virial_tolerance)
         if message:
@@ -307,9 +351,7 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
         below = float(np.mean(excess[valid] < -1e-6 * max(abs(loss_star), 1e-12)))
         diagnostics["frac_draws_below_wstar"] = below
         if below > 0.01:
-            messages.append(
-                f"{below:.1%} of draws have L_n(w) < L_n(w*): w* is not a local minimum of the loss"
-            )
+            messages.append(f"{below:.1%} of draws have L_n(w) < L_n(w*): w* is not a local minimum of the loss")
     if np.isfinite(stats["rhat"]) and stats["rhat"] > RHAT_WARN and valid.sum() > 1:
         messages.append(f"R-hat of the λ̂ trace is {stats['rhat']:.3f} > {RHAT_WARN}: chains disagree; run longer")
     if stats["llc"] < 0:
@@ -320,13 +362,22 @@ def _assemble(spec, posterior, out: KernelOutput, config, compile_s, run_s, grad
     for message in messages:
         warnings.warn(message, LLCWarning, stacklevel=3)
     return LLCResult(
-        llc=stats["llc"], llc_se=stats["llc_se"], llc_per_chain=per_chain,
-        loss_trace=loss_star + excess, llc_trace=llc_trace, loss_at_wstar=loss_star,
-        nbeta=nbeta, gamma=float(posterior.gamma), kernel=spec.name, config=config,
+        llc=stats["llc"],
+        llc_se=stats["llc_se"],
+        llc_per_chain=per_chain,
+        loss_trace=loss_star + excess,
+        llc_trace=llc_trace,
+        loss_at_wstar=loss_star,
+        nbeta=nbeta,
+        gamma=float(posterior.gamma),
+        kernel=spec.name,
+        config=config,
         diagnostics=diagnostics,
         timings={"compile_s": compile_s, "run_s": run_s, "total_s": compile_s + run_s},
-        grad_evals=int(np.sum(np.asarray(out.grad_evals))), data_passes=float(np.sum(np.asarray(out.data_passes))),
-        valid_chains=valid, warnings=messages,
+        grad_evals=int(np.sum(np.asarray(out.grad_evals))),
+        data_passes=float(np.sum(np.asarray(out.data_passes))),
+        valid_chains=valid,
+        warnings=messages,
         extra=extra,
         positions=None if out.positions is None else posterior.positions_tree(out.positions),
     )

@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -78,19 +79,25 @@ class CalibrationResult:
             return False, f"ε = {eps:.3g} diverged"
         dev, se = abs(self.virial[i, j, k] - 1), self.virial_se[i, j, k]
         if not se <= VIRIAL_MAX_SE:
-            return False, (f"ε = {eps:.3g}: virial ratio {self.virial[i, j, k]:.4f} ± {se:.2g} is too uncertain "
-                           f"(se > {VIRIAL_MAX_SE}; lengthen num_draws)")
+            return False, (
+                f"ε = {eps:.3g}: virial ratio {self.virial[i, j, k]:.4f} ± {se:.2g} is too uncertain "
+                f"(se > {VIRIAL_MAX_SE}; lengthen num_draws)"
+            )
         if not dev <= VIRIAL_MAX_DEVIATION + se:
             why = "step-size or minibatch bias" if self.virial[i, j, k] > 1 else "not equilibrated: lengthen num_warmup"
-            return False, (f"ε = {eps:.3g}: virial ratio {self.virial[i, j, k]:.4f} ± {se:.2g} is more than "
-                           f"{VIRIAL_MAX_DEVIATION} from 1 ({why})")
+            return False, (
+                f"ε = {eps:.3g}: virial ratio {self.virial[i, j, k]:.4f} ± {se:.2g} is more than "
+                f"{VIRIAL_MAX_DEVIATION} from 1 ({why})"
+            )
         if i > 0 and self.stable[i - 1, j, k]:
             diff = self.llc[i, j, k] - self.llc[i - 1, j, k]
             se = math.hypot(self.llc_se[i, j, k], self.llc_se[i - 1, j, k])
             if abs(diff) > 2 * se:
-                return False, (f"ε = {eps:.3g}: λ̂ = {self.llc[i, j, k]:.4g} differs from λ̂ = "
-                               f"{self.llc[i - 1, j, k]:.4g} at ε = {self.step_sizes[i - 1]:.3g} by "
-                               f"{diff / se:+.1f} standard errors (not flat in ε)")
+                return False, (
+                    f"ε = {eps:.3g}: λ̂ = {self.llc[i, j, k]:.4g} differs from λ̂ = "
+                    f"{self.llc[i - 1, j, k]:.4g} at ε = {self.step_sizes[i - 1]:.3g} by "
+                    f"{diff / se:+.1f} standard errors (not flat in ε)"
+                )
         if np.isfinite(self.drift[i, j, k]) and abs(self.drift[i, j, k]) >= 3:
             return False, f"ε = {eps:.3g}: the λ̂ trace drifts ({self.drift[i, j, k]:+.1f} MCSE between halves)"
         return True, ""
@@ -120,17 +127,22 @@ class CalibrationResult:
                     break
                 why.append(reason)
             else:
-                message = (f"calibrate: no step size qualifies at nβ = {nb:.4g}, γ = {self.gammas[k]:.4g}: "
-                           + "; ".join(reversed(why)) + ". Sweep smaller step sizes, run longer (num_draws), "
-                           "or raise γ if the chains leave the basin")
+                message = (
+                    f"calibrate: no step size qualifies at nβ = {nb:.4g}, γ = {self.gammas[k]:.4g}: "
+                    + "; ".join(reversed(why))
+                    + ". Sweep smaller step sizes, run longer (num_draws), "
+                    "or raise γ if the chains leave the basin"
+                )
                 self.reasons[(float(nb), float(self.gammas[k]))] = message
                 warnings.warn(message, LLCWarning, stacklevel=2)
         return out or None
 
     def table(self) -> str:
         """One line per cell: ε, nβ, γ, λ̂, MCSE, virial ratio ± se, acceptance, drift, stable."""
-        lines = [f"{'ε':>10} {'nβ':>10} {'γ':>8} {'λ̂':>10} {'MCSE':>8} {'virial':>8} {'± se':>7} "
-                 f"{'accept':>7} {'drift':>7} stable"]
+        lines = [
+            f"{'ε':>10} {'nβ':>10} {'γ':>8} {'λ̂':>10} {'MCSE':>8} {'virial':>8} {'± se':>7} "
+            f"{'accept':>7} {'drift':>7} stable"
+        ]
         for i, eps in enumerate(self.step_sizes):
             for j, nb in enumerate(self.nbetas):
                 for k, g in enumerate(self.gammas):
@@ -161,8 +173,9 @@ class CalibrationResult:
                 ok = self.stable[:, j, k]
                 label = f"nβ = {nb:.3g}, γ = {g:.3g}"
                 a.errorbar(self.step_sizes[ok], self.llc[ok, j, k], yerr=self.llc_se[ok, j, k], marker="o", label=label)
-                b.errorbar(self.step_sizes[ok], self.virial[ok, j, k], yerr=self.virial_se[ok, j, k], marker="o",
-                           label=label)
+                b.errorbar(
+                    self.step_sizes[ok], self.virial[ok, j, k], yerr=self.virial_se[ok, j, k], marker="o", label=label
+                )
         a.set(xscale="log", xlabel="ε (step size)", ylabel="λ̂ ± MCSE", title="λ̂ across the sweep")
         b.axhspan(1 - VIRIAL_MAX_DEVIATION, 1 + VIRIAL_MAX_DEVIATION, color="0.85", label="|r − 1| ≤ 0.01")
         b.axhline(1.0, color="k", ls="--", lw=1)
@@ -256,12 +269,17 @@ def calibrate(
     options = _merge_options(spec, kernel_options)
     options.pop("step_size")
     loss_fn, params = adapt_model(loss_fn, params)
-    posterior = LocalPosterior(loss_fn, params, data, gamma=gamma, beta=beta, nbeta=nbeta, chunk_size=chunk_size,
-                               mask=mask)
-    nbs = np.asarray([float(posterior.nbeta)] if nbetas is None else
-                     [positive_float("nbetas", b) for b in np.atleast_1d(nbetas)])
-    gms = np.asarray([float(posterior.gamma)] if gammas is None else
-                     [_real("gammas", g, "finite numbers >= 0", lambda v: v >= 0) for g in np.atleast_1d(gammas)])
+    posterior = LocalPosterior(
+        loss_fn, params, data, gamma=gamma, beta=beta, nbeta=nbeta, chunk_size=chunk_size, mask=mask
+    )
+    nbs = np.asarray(
+        [float(posterior.nbeta)] if nbetas is None else [positive_float("nbetas", b) for b in np.atleast_1d(nbetas)]
+    )
+    gms = np.asarray(
+        [float(posterior.gamma)]
+        if gammas is None
+        else [_real("gammas", g, "finite numbers >= 0", lambda v: v >= 0) for g in np.atleast_1d(gammas)]
+    )
     num_chains = positive_int("num_chains", num_chains)
     num_draws = positive_int("num_draws", num_draws, minimum=4)
     num_warmup = positive_int("num_warmup", num_warmup, minimum=0)
@@ -274,9 +292,12 @@ def calibrate(
     rng_key = as_key(key)
     kappa_max = None
     if step_sizes is None:
-        kappa_max = _largest_curvature(posterior.replace(nbeta=jnp.asarray(nbs.max(), posterior.dtype),
-                                                         gamma=jnp.asarray(gms.max(), posterior.dtype)),
-                                       jax.random.fold_in(rng_key, 1))
+        kappa_max = _largest_curvature(
+            posterior.replace(
+                nbeta=jnp.asarray(nbs.max(), posterior.dtype), gamma=jnp.asarray(gms.max(), posterior.dtype)
+            ),
+            jax.random.fold_in(rng_key, 1),
+        )
         scale = 1 / kappa_max if kernel == "sgld" else 1 / math.sqrt(kappa_max)
         steps = np.asarray(DEFAULT_GRID) * scale
     else:
@@ -288,15 +309,22 @@ def calibrate(
         options["mala_acceptance"] = True
 
     def cell(eps, nb, g):
-        out = spec.run(rng_key, posterior.replace(nbeta=nb, gamma=g), num_chains=num_chains, num_draws=num_draws,
-                       num_warmup=num_warmup, batch_size=batch_size, step_size=eps, **options)
+        out = spec.run(
+            rng_key,
+            posterior.replace(nbeta=nb, gamma=g),
+            num_chains=num_chains,
+            num_draws=num_draws,
+            num_warmup=num_warmup,
+            batch_size=batch_size,
+            step_size=eps,
+            **options,
+        )
         accept = out.diagnostics.get("mala_acceptance", jnp.full((num_chains,), jnp.nan, posterior.dtype))
         return out.excess_loss, accept, out.virial
 
     start = time.perf_counter()
     dtype = posterior.dtype
-    excess, accept, virial = jax.block_until_ready(
-        jax.jit(jax.vmap(cell))(*(jnp.asarray(x, dtype) for x in grid)))
+    excess, accept, virial = jax.block_until_ready(jax.jit(jax.vmap(cell))(*(jnp.asarray(x, dtype) for x in grid)))
     seconds = time.perf_counter() - start
     excess, accept = np.asarray(excess, np.float64), np.asarray(accept, np.float64)
     virial = np.asarray(virial, np.float64)
@@ -322,6 +350,19 @@ def calibrate(
         first, second = llc_statistics(trace[:, :half]), llc_statistics(trace[:, half:])
         denom = math.hypot(first["llc_se"], second["llc_se"]) or 1.0
         drift[idx] = (second["llc"] - first["llc"]) / denom
-    return CalibrationResult(steps, nbs, gms, llc, se, vr, vse, acc, stable, drift, float(posterior.loss_at_wstar),
-                             seconds, kernel=kernel, kappa_max=kappa_max)
-
+    return CalibrationResult(
+        steps,
+        nbs,
+        gms,
+        llc,
+        se,
+        vr,
+        vse,
+        acc,
+        stable,
+        drift,
+        float(posterior.loss_at_wstar),
+        seconds,
+        kernel=kernel,
+        kappa_max=kappa_max,
+    )

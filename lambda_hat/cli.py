@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 DEMO_SETTINGS = {
     "sgld": dict(step_size=5e-4, num_draws=8000, num_warmup=2000),
@@ -30,8 +30,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.problem == "mlp":
         target = lh.targets.tiny_mlp((2, 8, 1), n=200, seed=args.seed)
-        print(f"Problem: tiny tanh MLP 2→8→1 (flax), n = {target.n}, d = {target.dim}, "
-              f"‖∇L_n(w*)‖ = {target.info['grad_norm_at_wstar']:.1e}; no closed form: kernels compared")
+        print(
+            f"Problem: tiny tanh MLP 2→8→1 (flax), n = {target.n}, d = {target.dim}, "
+            f"‖∇L_n(w*)‖ = {target.info['grad_norm_at_wstar']:.1e}; no closed form: kernels compared"
+        )
     else:
         target = lh.targets.linear_regression(n=1000, d=10, rank=6, seed=args.seed)
         print(f"Problem: linear regression, n = {target.n}, d = {target.dim}, design rank 6 (λ = {target.lam})")
@@ -42,16 +44,25 @@ def _demo(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", lh.LLCWarning)
             start = time.perf_counter()
-            r = lh.sample(target.loss_fn, target.params, target.data, kernel=kernel, key=args.seed,
-                          num_chains=args.chains, **DEMO_SETTINGS.get(kernel, {}))
+            r = lh.sample(
+                target.loss_fn,
+                target.params,
+                target.data,
+                kernel=kernel,
+                key=args.seed,
+                num_chains=args.chains,
+                **DEMO_SETTINGS.get(kernel, {}),
+            )
             wall = time.perf_counter() - start
         rows.append((kernel, r, wall, len(caught)))
     exact = target.expected_llc(rows[0][1].nbeta, rows[0][1].gamma) if target.lam is not None else None
     head = f"{'kernel':<12} {'λ̂':>9} {'MCSE':>8} {'R-hat':>7} {'ESS':>8} {'grad evals':>11} {'compile s':>10} {'run s':>7} {'warnings':>8}"
     print("\n" + head + "\n" + "-" * len(head))
-    for kernel, r, wall, nwarn in rows:
-        print(f"{kernel:<12} {r.llc:9.4f} {r.llc_se:8.4f} {r.diagnostics['rhat']:7.3f} {r.diagnostics['ess']:8.0f} "
-              f"{r.grad_evals:11,} {r.timings['compile_s']:10.2f} {r.timings['run_s']:7.2f} {nwarn:8d}")
+    for kernel, r, _wall, nwarn in rows:
+        print(
+            f"{kernel:<12} {r.llc:9.4f} {r.llc_se:8.4f} {r.diagnostics['rhat']:7.3f} {r.diagnostics['ess']:8.0f} "
+            f"{r.grad_evals:11,} {r.timings['compile_s']:10.2f} {r.timings['run_s']:7.2f} {nwarn:8d}"
+        )
     if exact is not None:
         print(f"exact E[λ̂] at nβ = {rows[0][1].nbeta:.4g}, γ = {rows[0][1].gamma:g}: {exact:.4f}")
     return 0

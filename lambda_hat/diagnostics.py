@@ -88,8 +88,14 @@ def virial_statistics(group_trace: np.ndarray, group_sizes: np.ndarray, group_na
             worst = (name, abs(r_g - 1))
         z = abs(r_g - 1) / se_g if se_g > 0 else (0.0 if r_g == 1 else math.inf)
         worst_z = max(worst_z, z)
-    return {"ratio": ratio, "se": se, "groups": groups, "worst_group": worst[0], "worst_deviation": worst[1],
-            "worst_z": float(worst_z)}
+    return {
+        "ratio": ratio,
+        "se": se,
+        "groups": groups,
+        "worst_group": worst[0],
+        "worst_deviation": worst[1],
+        "worst_z": float(worst_z),
+    }
 
 
 def virial_failures(virial: dict[str, Any], tolerance: float = VIRIAL_TOLERANCE) -> list[tuple[str, float, float]]:
@@ -133,8 +139,13 @@ def importance_statistics(llc_trace: np.ndarray, log_weights: np.ndarray) -> dic
     chains = x.shape[0]
     within = float(np.sqrt(np.sum(se_c**2)) / chains)
     between = float(np.std(per_chain, ddof=1) / math.sqrt(chains)) if chains > 1 else 0.0
-    return {"llc": float(per_chain.mean()), "llc_se": max(within, between), "llc_per_chain": per_chain,
-            "se_per_chain": se_c, "ess_per_chain": 1.0 / np.sum(w**2, axis=1)}
+    return {
+        "llc": float(per_chain.mean()),
+        "llc_se": max(within, between),
+        "llc_per_chain": per_chain,
+        "se_per_chain": se_c,
+        "ess_per_chain": 1.0 / np.sum(w**2, axis=1),
+    }
 
 
 def importance_message(pareto_k: np.ndarray, valid: np.ndarray, kernel: str) -> str:

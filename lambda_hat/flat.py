@@ -65,8 +65,11 @@ def ravel(params: Any, dtype: Any = None) -> tuple[jax.Array, FlatSpec]:
             raise TypeError(
                 f"params: every leaf must be a floating-point array; leaf "
                 f"{jax.tree_util.keystr(path) or '<root>'} has dtype {arr.dtype}. "
-                + ("Cast integer parameters to float first." if jnp.issubdtype(arr.dtype, jnp.integer)
-                   else "Complex, bool, string and object leaves cannot be sampled.")
+                + (
+                    "Cast integer parameters to float first."
+                    if jnp.issubdtype(arr.dtype, jnp.integer)
+                    else "Complex, bool, string and object leaves cannot be sampled."
+                )
             )
         shapes.append(tuple(int(s) for s in arr.shape))
         dtypes.append(str(arr.dtype))

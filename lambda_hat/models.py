@@ -8,7 +8,8 @@ variables (sampled) and everything else (batch statistics, RNG counters: held fi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 

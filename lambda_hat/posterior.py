@@ -15,7 +15,8 @@ function therefore recompiles only when shapes, dtypes or the loss function chan
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,9 +63,7 @@ def _cast_data(data: Any, dtype: jnp.dtype) -> Any:
         if jnp.issubdtype(arr.dtype, jnp.floating):
             arr = arr.astype(dtype)  # checked after the cast: float64 values beyond float32 overflow
             if not bool(jnp.all(jnp.isfinite(arr))):
-                raise ValueError(
-                    f"data: leaf {name} contains NaN or Inf (as {arr.dtype.name}); expected finite values"
-                )
+                raise ValueError(f"data: leaf {name} contains NaN or Inf (as {arr.dtype.name}); expected finite values")
         return arr
 
     return jax.tree_util.tree_map_with_path(cast, data)
@@ -181,7 +180,9 @@ class LocalPosterior:
         mask: Any = None,
     ) -> None:
         if not callable(loss_fn):
-            raise TypeError(f"loss_fn: expected a callable loss_fn(params, batch) -> scalar, got {type(loss_fn).__name__}")
+            raise TypeError(
+                f"loss_fn: expected a callable loss_fn(params, batch) -> scalar, got {type(loss_fn).__name__}"
+            )
         dtype = float_dtype()
         w_full, spec = ravel(params, dtype)  # TypeError naming params for non-float leaves
         if not bool(jnp.all(jnp.isfinite(w_full))):  # checked after the cast to the run dtype
@@ -225,8 +226,17 @@ class LocalPosterior:
 
     # -- pytree protocol -------------------------------------------------------------
     def tree_flatten(self):
-        children = (self.w_star, self.data, self.nbeta, self.gamma, self.loss_at_wstar, self.w_full, self.free_idx,
-                    self.group_ids, self.group_sizes)
+        children = (
+            self.w_star,
+            self.data,
+            self.nbeta,
+            self.gamma,
+            self.loss_at_wstar,
+            self.w_full,
+            self.free_idx,
+            self.group_ids,
+            self.group_sizes,
+        )
         aux = (self.loss_fn, self.spec, self.n, self.chunk_size, self.group_names)
         return children, aux
 
@@ -234,11 +244,20 @@ class LocalPosterior:
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
         obj.loss_fn, obj.spec, obj.n, obj.chunk_size, obj.group_names = aux
-        (obj.w_star, obj.data, obj.nbeta, obj.gamma, obj.loss_at_wstar, obj.w_full, obj.free_idx,
-         obj.group_ids, obj.group_sizes) = children
+        (
+            obj.w_star,
+            obj.data,
+            obj.nbeta,
+            obj.gamma,
+            obj.loss_at_wstar,
+            obj.w_full,
+            obj.free_idx,
+            obj.group_ids,
+            obj.group_sizes,
+        ) = children
         return obj
 
-    def replace(self, **leaves: Any) -> "LocalPosterior":
+    def replace(self, **leaves: Any) -> LocalPosterior:
         """A copy with some leaves replaced (e.g. ``nbeta=...`` inside a vmapped sweep)."""
         obj = object.__new__(type(self))
         obj.__dict__.update(self.__dict__)
@@ -279,9 +298,7 @@ class LocalPosterior:
         try:
             out = jax.eval_shape(self.loss_fn, self.unravel(self.w_star), batch)
         except Exception as err:  # re-raised with context
-            raise ValueError(
-                f"loss_fn: calling loss_fn(params, batch) on a batch of 2 examples failed: {err}"
-            ) from err
+            raise ValueError(f"loss_fn: calling loss_fn(params, batch) on a batch of 2 examples failed: {err}") from err
         if not hasattr(out, "shape") or out.shape != ():
             raise ValueError(
                 f"loss_fn: expected a scalar (the mean loss over the batch), got shape {getattr(out, 'shape', type(out))}"
@@ -303,9 +320,7 @@ class LocalPosterior:
         if n <= chunk:
             return self.batch_loss(w, self.data)
         num_chunks, rest = divmod(n, chunk)
-        head = jax.tree.map(
-            lambda x: x[: num_chunks * chunk].reshape((num_chunks, chunk) + x.shape[1:]), self.data
-        )
+        head = jax.tree.map(lambda x: x[: num_chunks * chunk].reshape((num_chunks, chunk) + x.shape[1:]), self.data)
 
         @jax.checkpoint
         def chunk_sum(batch):

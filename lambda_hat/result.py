@@ -37,8 +37,9 @@ def _check_names(kind: str, found: set[str], allowed: set[str], required: set[st
     if unexpected or missing:
         parts = [f"unexpected {kind} {unexpected}"] if unexpected else []
         parts += [f"missing {kind} {missing}"] if missing else []
-        raise ValueError(f"{where}: not a result written by LLCResult.save: {'; '.join(parts)} "
-                         f"(expected {sorted(allowed)})")
+        raise ValueError(
+            f"{where}: not a result written by LLCResult.save: {'; '.join(parts)} (expected {sorted(allowed)})"
+        )
 
 
 def _jsonable(value: Any) -> Any:
@@ -129,8 +130,7 @@ class LLCResult:
             import arviz
         except ImportError as err:
             raise ImportError("to_arviz needs arviz: pip install 'lambda_hat[arviz]'") from err
-        attrs = {k: v for k, v in self.to_dict(include_traces=False).items()
-                 if isinstance(v, (int, float, str, bool))}
+        attrs = {k: v for k, v in self.to_dict(include_traces=False).items() if isinstance(v, (int, float, str, bool))}
         posterior = {"llc": np.asarray(self.llc_trace), "loss": np.asarray(self.loss_trace)}
         if int(arviz.__version__.split(".")[0]) >= 1:  # arviz 1.x: groups in one dict, attrs per group
             return arviz.from_dict({"posterior": posterior}, attrs={"posterior": attrs})
@@ -153,8 +153,11 @@ class LLCResult:
             worst = virial["groups"].get(virial["worst_group"])
             lines.append(
                 f"  virial self-check E[v·∂U]/d = {virial['ratio']:.4f} ± {virial['se']:.2g} (1 under the posterior)"
-                + (f"; farthest group {virial['worst_group']}: {worst['ratio']:.4f} ± {worst['se']:.2g}"
-                   if worst is not None and len(virial["groups"]) > 1 else "")
+                + (
+                    f"; farthest group {virial['worst_group']}: {worst['ratio']:.4f} ± {worst['se']:.2g}"
+                    if worst is not None and len(virial["groups"]) > 1
+                    else ""
+                )
             )
         for key, value in d.items():
             if key in ("ess", "rhat", "grad_norm_at_wstar", "ess_per_chain", "llc_sd", "virial"):
@@ -167,9 +170,7 @@ class LLCResult:
                 lines.append(f"  {key}: " + ", ".join(f"{x:.4g}" for x in arr.ravel()[:8]))
             elif arr.size:
                 lines.append(f"  {key}: {arr.ravel()[:8].tolist()}")
-        lines.append(
-            f"  gradient evaluations: {self.grad_evals:,}   full-data passes: {self.data_passes:,.1f}"
-        )
+        lines.append(f"  gradient evaluations: {self.grad_evals:,}   full-data passes: {self.data_passes:,.1f}")
         lines.append(
             f"  time: compile {self.timings.get('compile_s', 0):.2f} s, run {self.timings.get('run_s', 0):.2f} s"
         )
@@ -225,20 +226,23 @@ class LLCResult:
         json_path, npz_path = base.with_suffix(".json"), base.with_suffix(".npz")
         meta = json.loads(json_path.read_text())
         if not isinstance(meta, dict):
-            raise ValueError(f"{json_path}: not a result written by LLCResult.save: "
-                             f"expected a JSON object, got {type(meta).__name__}")
+            raise ValueError(
+                f"{json_path}: not a result written by LLCResult.save: "
+                f"expected a JSON object, got {type(meta).__name__}"
+            )
         _format_version(meta, json_path)
         fields = cls.__dataclass_fields__
         meta_names = {name for name in fields if name not in _ARRAY_FIELDS and name not in ("extra", "positions")}
-        required = {name for name in meta_names
-                    if fields[name].default is MISSING and fields[name].default_factory is MISSING}
+        required = {
+            name for name in meta_names if fields[name].default is MISSING and fields[name].default_factory is MISSING
+        }
         _check_names("fields", set(meta), meta_names, required, json_path)
         with np.load(npz_path) as npz:
             arrays = {k: npz[k] for k in npz.files}
         plain = {k for k in arrays if not k.startswith(_NPZ_PREFIXES)}
         _check_names("arrays", plain, set(_ARRAY_FIELDS), set(_ARRAY_FIELDS), npz_path)
-        extra = {k[len("extra__"):]: v for k, v in arrays.items() if k.startswith("extra__")}
-        positions = {k[len("positions__"):]: v for k, v in arrays.items() if k.startswith("positions__")} or None
+        extra = {k[len("extra__") :]: v for k, v in arrays.items() if k.startswith("extra__")}
+        positions = {k[len("positions__") :]: v for k, v in arrays.items() if k.startswith("positions__")} or None
         kwargs = {name: arrays[name] for name in _ARRAY_FIELDS}
         kwargs.update(meta)
         for key, kind in [*((k, float) for k in _FLOAT_FIELDS), ("grad_evals", int)]:

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,15 +49,17 @@ def resolve_devices(devices: Any) -> list[jax.Device]:
         raise TypeError(f"devices: expected None, an int or a list of jax devices, got {devices!r}")
     elif isinstance(devices, int):
         if not 1 <= devices <= len(available):
-            raise ValueError(f"devices: expected an int in [1, {len(available)}] (jax.devices() has "
-                             f"{len(available)}), got {devices}")
+            raise ValueError(
+                f"devices: expected an int in [1, {len(available)}] (jax.devices() has {len(available)}), got {devices}"
+            )
         chosen = list(available[:devices])
     else:
         try:
             chosen = list(devices)
         except TypeError:
-            raise TypeError(f"devices: expected None, an int or a list of jax devices, "
-                            f"got {type(devices).__name__}") from None
+            raise TypeError(
+                f"devices: expected None, an int or a list of jax devices, got {type(devices).__name__}"
+            ) from None
         if not chosen or not all(isinstance(d, jax.Device) for d in chosen):
             raise TypeError(f"devices: expected a non-empty list of jax devices (e.g. jax.devices()), got {devices!r}")
         if len({d.id for d in chosen}) != len(chosen):
@@ -108,8 +111,9 @@ class ChainPlan(NamedTuple):
     multiprocess: bool
 
 
-def compile_plan(run: Callable[..., Any], static: dict[str, Any], key: jax.Array, posterior: Any,
-                 devices: Sequence[jax.Device]) -> ChainPlan:
+def compile_plan(
+    run: Callable[..., Any], static: dict[str, Any], key: jax.Array, posterior: Any, devices: Sequence[jax.Device]
+) -> ChainPlan:
     """Compile ``run`` (with num_chains = block size) for each local device, in parallel threads."""
     num_chains = static["num_chains"]
     block = padded_chains(num_chains, len(devices)) // len(devices)
@@ -139,12 +143,16 @@ def run_plan(plan: ChainPlan, key: jax.Array, posterior: Any) -> Any:
     if len(outs) == 1 and not plan.multiprocess:
         joined = jax.tree.map(np.asarray, jax.block_until_ready(outs[0]))
     else:
-        joined = jax.tree.map(lambda *xs: np.asarray(xs[0]) if np.ndim(xs[0]) == 0
-                              else np.concatenate([np.asarray(x) for x in xs]), *outs)
+        joined = jax.tree.map(
+            lambda *xs: np.asarray(xs[0]) if np.ndim(xs[0]) == 0 else np.concatenate([np.asarray(x) for x in xs]), *outs
+        )
     if plan.multiprocess:  # every process gets the blocks of all processes, in process order
         from jax.experimental import multihost_utils
 
         gathered = multihost_utils.process_allgather(joined)
-        joined = jax.tree.map(lambda g, x: np.asarray(x) if np.ndim(x) == 0
-                              else np.asarray(g).reshape((-1,) + np.shape(x)[1:]), gathered, joined)
-    return jax.tree.map(lambda x: x if np.ndim(x) == 0 else x[:plan.num_chains], joined)
+        joined = jax.tree.map(
+            lambda g, x: np.asarray(x) if np.ndim(x) == 0 else np.asarray(g).reshape((-1,) + np.shape(x)[1:]),
+            gathered,
+            joined,
+        )
+    return jax.tree.map(lambda x: x if np.ndim(x) == 0 else x[: plan.num_chains], joined)

@@ -14,8 +14,9 @@ of the zeta function ``ζ(z) = ∫ K(w)^z φ(w) dw``.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 __all__ = [
     "LearningCoefficient",
@@ -59,22 +60,16 @@ def _as_int(value: object, name: str, *, minimum: int | None = None) -> int:
     return out
 
 
-def _as_int_list(
-    values: object, name: str, *, minimum: int, min_len: int
-) -> list[int]:
+def _as_int_list(values: object, name: str, *, minimum: int, min_len: int) -> list[int]:
     """Validate a sequence of integers (each >= ``minimum``, length >= ``min_len``)."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         try:
             values = list(values)  # type: ignore[call-overload]
         except TypeError:
-            raise ValueError(
-                f"{name} must be a sequence of integers, got {values!r}"
-            ) from None
+            raise ValueError(f"{name} must be a sequence of integers, got {values!r}") from None
     out = [_as_int(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(values)]
     if len(out) < min_len:
-        raise ValueError(
-            f"{name} must contain at least {min_len} entries, got {len(out)}"
-        )
+        raise ValueError(f"{name} must contain at least {min_len} entries, got {len(out)}")
     return out
 
 
@@ -101,9 +96,7 @@ def quadratic(rank: int) -> LearningCoefficient:
     return LearningCoefficient(Fraction(rank, 2), 1)
 
 
-def normal_crossing(
-    exponents: Sequence[int], prior_exponents: Sequence[int] | None = None
-) -> LearningCoefficient:
+def normal_crossing(exponents: Sequence[int], prior_exponents: Sequence[int] | None = None) -> LearningCoefficient:
     """Normal crossing ``K(w) = Π_j w_j^{2k_j}`` at ``w* = 0``.
 
     With prior ``φ(w) ∝ Π_j |w_j|^{h_j}`` (flat prior: all ``h_j = 0``)::
@@ -116,18 +109,13 @@ def normal_crossing(
     """
     ks = _as_int_list(exponents, "exponents", minimum=0, min_len=1)
     if all(k == 0 for k in ks):
-        raise ValueError(
-            f"exponents must contain at least one positive entry, got {ks}"
-        )
+        raise ValueError(f"exponents must contain at least one positive entry, got {ks}")
     if prior_exponents is None:
         hs = [0] * len(ks)
     else:
         hs = _as_int_list(prior_exponents, "prior_exponents", minimum=0, min_len=1)
         if len(hs) != len(ks):
-            raise ValueError(
-                "prior_exponents must have the same length as exponents "
-                f"({len(ks)}), got {len(hs)}"
-            )
+            raise ValueError(f"prior_exponents must have the same length as exponents ({len(ks)}), got {len(hs)}")
     ratios = [Fraction(h + 1, 2 * k) for k, h in zip(ks, hs) if k > 0]
     lam = min(ratios)
     return LearningCoefficient(lam, sum(1 for q in ratios if q == lam))
@@ -142,9 +130,7 @@ def disjoint_sum(*parts: LearningCoefficient) -> LearningCoefficient:
         raise ValueError("parts must contain at least one LearningCoefficient, got none")
     for i, p in enumerate(parts):
         if not isinstance(p, LearningCoefficient):
-            raise ValueError(
-                f"parts[{i}] must be a LearningCoefficient, got {type(p).__name__}"
-            )
+            raise ValueError(f"parts[{i}] must be a LearningCoefficient, got {type(p).__name__}")
     lam = sum((Fraction(p.lam) for p in parts), Fraction(0))
     m = sum(p.m for p in parts) - (len(parts) - 1)
     return LearningCoefficient(lam, m)
@@ -254,4 +240,3 @@ def deep_linear_network(widths: Sequence[int], rank: int) -> LearningCoefficient
         + Fraction(pair_sum, 2)
     )
     return LearningCoefficient(lam, a * (ell - a) + 1)
-

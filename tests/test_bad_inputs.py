@@ -47,10 +47,20 @@ BAD = [
     ("n < 2", dict(data=(X[:1], Y[:1])), ValueError, r"data: expected n >= 2"),
     ("scalar data leaf", dict(data=(X, 1.0)), ValueError, r"data: leaf .* is a scalar"),
     ("NaN in data", dict(data=(X, np.full(20, np.nan))), ValueError, r"data: leaf .* contains NaN or Inf"),
-    ("integer params", dict(params=np.ones(3, dtype=np.int32)), TypeError, r"params: every leaf must be a floating-point array"),
+    (
+        "integer params",
+        dict(params=np.ones(3, dtype=np.int32)),
+        TypeError,
+        r"params: every leaf must be a floating-point array",
+    ),
     ("NaN in params", dict(params=np.array([1.0, np.nan, 1.0])), ValueError, r"params: w\* contains NaN or Inf"),
     ("empty params", dict(params={}), ValueError, r"params: expected a pytree with at least one float array"),
-    ("non-finite loss at w*", dict(loss_fn=lambda w, b: jnp.log(-jnp.sum(w ** 2))), ValueError, r"loss_fn: the loss at w\* .* is nan"),
+    (
+        "non-finite loss at w*",
+        dict(loss_fn=lambda w, b: jnp.log(-jnp.sum(w**2))),
+        ValueError,
+        r"loss_fn: the loss at w\* .* is nan",
+    ),
     ("vector loss", dict(loss_fn=lambda w, b: (b[1] - b[0] @ w) ** 2), ValueError, r"loss_fn: expected a scalar"),
     ("loss not callable", dict(loss_fn=3.0), TypeError, r"loss_fn: expected a callable"),
     ("wrong key type", dict(key="seed"), TypeError, r"key: expected an int seed or a JAX PRNG key"),
@@ -74,19 +84,64 @@ MORE_BAD = [
     ("empty data (n = 0)", dict(data=(X[:0], Y[:0])), ValueError, r"data: expected n >= 2 examples .* got n=0"),
     ("data with no arrays", dict(data={}), ValueError, r"data: expected a pytree of arrays .* got no arrays"),
     ("data None", dict(data=None), ValueError, r"data: expected a pytree of arrays"),
-    ("object data", dict(data=(X, np.array([object()] * 20))), TypeError, r"data: leaf \[1\] has dtype object; expected numeric"),
-    ("string data", dict(data=(X, np.array(["a"] * 20))), TypeError, r"data: leaf \[1\] has dtype <U1; expected numeric"),
+    (
+        "object data",
+        dict(data=(X, np.array([object()] * 20))),
+        TypeError,
+        r"data: leaf \[1\] has dtype object; expected numeric",
+    ),
+    (
+        "string data",
+        dict(data=(X, np.array(["a"] * 20))),
+        TypeError,
+        r"data: leaf \[1\] has dtype <U1; expected numeric",
+    ),
     ("complex data", dict(data=(X, Y.astype(complex))), TypeError, r"data: leaf \[1\] is complex; expected real"),
-    ("complex params", dict(params=W.astype(complex)), TypeError, r"params: every leaf must be a floating-point array.*complex"),
-    ("object params", dict(params=np.array([object()] * 3)), TypeError, r"params: every leaf must be a floating-point array.*object"),
+    (
+        "complex params",
+        dict(params=W.astype(complex)),
+        TypeError,
+        r"params: every leaf must be a floating-point array.*complex",
+    ),
+    (
+        "object params",
+        dict(params=np.array([object()] * 3)),
+        TypeError,
+        r"params: every leaf must be a floating-point array.*object",
+    ),
     ("string params", dict(params="abc"), TypeError, r"params: every leaf must be a floating-point array"),
-    ("bool params", dict(params=np.ones(3, bool)), TypeError, r"params: every leaf must be a floating-point array.*bool"),
-    ("loss raises", dict(loss_fn=lambda w, b: w["x"]), ValueError, r"loss_fn: calling loss_fn\(params, batch\) .* failed"),
-    ("integer loss", dict(loss_fn=lambda w, b: jnp.sum(w).astype(jnp.int32)), ValueError, r"loss_fn: expected a floating-point scalar"),
+    (
+        "bool params",
+        dict(params=np.ones(3, bool)),
+        TypeError,
+        r"params: every leaf must be a floating-point array.*bool",
+    ),
+    (
+        "loss raises",
+        dict(loss_fn=lambda w, b: w["x"]),
+        ValueError,
+        r"loss_fn: calling loss_fn\(params, batch\) .* failed",
+    ),
+    (
+        "integer loss",
+        dict(loss_fn=lambda w, b: jnp.sum(w).astype(jnp.int32)),
+        ValueError,
+        r"loss_fn: expected a floating-point scalar",
+    ),
     ("tuple loss", dict(loss_fn=lambda w, b: (mse(w, b), 1.0)), ValueError, r"loss_fn: expected a scalar"),
-    ("Inf loss at w*", dict(loss_fn=lambda w, b: jnp.inf * jnp.sum(w)), ValueError, r"loss_fn: the loss at w\* .* is inf"),
+    (
+        "Inf loss at w*",
+        dict(loss_fn=lambda w, b: jnp.inf * jnp.sum(w)),
+        ValueError,
+        r"loss_fn: the loss at w\* .* is inf",
+    ),
     ("float key", dict(key=1.5), TypeError, r"key: expected an int seed or a JAX PRNG key"),
-    ("uint32 key of shape (3,)", dict(key=jnp.zeros(3, jnp.uint32)), TypeError, r"key: expected an int seed .* shape \(3,\)"),
+    (
+        "uint32 key of shape (3,)",
+        dict(key=jnp.zeros(3, jnp.uint32)),
+        TypeError,
+        r"key: expected an int seed .* shape \(3,\)",
+    ),
     ("num_draws < 0", dict(num_draws=-5), ValueError, r"num_draws: expected an integer >= 4, got -5"),
     ("num_draws 3", dict(num_draws=3), ValueError, r"num_draws: expected an integer >= 4, got 3"),
     ("num_chains < 0", dict(num_chains=-1), ValueError, r"num_chains: expected an integer >= 1, got -1"),
@@ -119,20 +174,49 @@ def mse2(p, batch):
 
 
 POSTERIOR_BAD = [
-    ("mask of the wrong shape", dict(mask=np.array([True, False])), ValueError,
-     r"mask: leaf <root> has shape \(2,\), not broadcastable to the parameter shape \(3,\)"),
-    ("integer mask", dict(mask=np.array([1, 0, 1])), ValueError, r"mask: leaf <root> .* dtype int64; expected booleans"),
+    (
+        "mask of the wrong shape",
+        dict(mask=np.array([True, False])),
+        ValueError,
+        r"mask: leaf <root> has shape \(2,\), not broadcastable to the parameter shape \(3,\)",
+    ),
+    (
+        "integer mask",
+        dict(mask=np.array([1, 0, 1])),
+        ValueError,
+        r"mask: leaf <root> .* dtype int64; expected booleans",
+    ),
     ("string mask", dict(mask="abc"), ValueError, r"mask: leaf <root> is 'abc' .* expected booleans"),
-    ("mask with a missing leaf", dict(params=P2, loss_fn=mse2, mask={"a": True}), ValueError,
-     r"mask: expected a pytree of booleans with the structure of params"),
-    ("mask with a None leaf", dict(params=P2, loss_fn=mse2, mask={"a": True, "b": None}), ValueError,
-     r"mask: leaf \['b'\] is None .* expected booleans"),
-    ("mask selecting nothing", dict(params=P2, loss_fn=mse2, mask={"a": False, "b": np.zeros((2, 2), bool)}),
-     ValueError, r"mask: selects no weights; expected at least one True"),
-    ("predicate returning 1", dict(mask=lambda path, leaf: 1), ValueError,
-     r"mask: a predicate must return True or False per leaf, got 1 for <root>"),
-    ("predicate selecting nothing", dict(params=P2, loss_fn=mse2, mask=lambda path, leaf: False), ValueError,
-     r"mask: selects no weights"),
+    (
+        "mask with a missing leaf",
+        dict(params=P2, loss_fn=mse2, mask={"a": True}),
+        ValueError,
+        r"mask: expected a pytree of booleans with the structure of params",
+    ),
+    (
+        "mask with a None leaf",
+        dict(params=P2, loss_fn=mse2, mask={"a": True, "b": None}),
+        ValueError,
+        r"mask: leaf \['b'\] is None .* expected booleans",
+    ),
+    (
+        "mask selecting nothing",
+        dict(params=P2, loss_fn=mse2, mask={"a": False, "b": np.zeros((2, 2), bool)}),
+        ValueError,
+        r"mask: selects no weights; expected at least one True",
+    ),
+    (
+        "predicate returning 1",
+        dict(mask=lambda path, leaf: 1),
+        ValueError,
+        r"mask: a predicate must return True or False per leaf, got 1 for <root>",
+    ),
+    (
+        "predicate selecting nothing",
+        dict(params=P2, loss_fn=mse2, mask=lambda path, leaf: False),
+        ValueError,
+        r"mask: selects no weights",
+    ),
     ("chunk_size 0", dict(chunk_size=0), ValueError, r"chunk_size: expected a positive integer"),
     ("chunk_size < 0", dict(chunk_size=-8), ValueError, r"chunk_size: expected a positive integer"),
     ("float chunk_size", dict(chunk_size=2.5), TypeError, r"chunk_size: expected a positive integer .* got 2.5"),
@@ -184,7 +268,11 @@ KERNEL_BAD = [
     ("hmc", dict(jitter=-0.1), r"jitter: expected a number in \[0, 1\)"),
     ("hmc", dict(jitter="wide"), r"jitter: expected a number in \[0, 1\)"),
     ("hmc", dict(target_acceptance_rate=1.0), r"target_acceptance_rate: expected a number in \(0, 1\)"),
-    ("hmc", dict(inverse_mass_matrix=[1.0, 1.0], num_warmup=10), r"inverse_mass_matrix: expected .* length d = 3 .* got length 2"),
+    (
+        "hmc",
+        dict(inverse_mass_matrix=[1.0, 1.0], num_warmup=10),
+        r"inverse_mass_matrix: expected .* length d = 3 .* got length 2",
+    ),
     ("hmc", dict(inverse_mass_matrix=[1.0, 0.0, 1.0]), r"inverse_mass_matrix: expected finite entries > 0"),
     ("hmc", dict(batch_size=5), r"batch_size: kernel 'hmc' uses the full batch"),
     ("nuts", dict(max_num_doublings=-1), r"max_num_doublings: expected an integer >= 1"),
@@ -193,7 +281,11 @@ KERNEL_BAD = [
     ("nuts", dict(jitter=0.5), r"jitter: not an option of kernel 'nuts'"),
     ("mclmc", dict(desired_energy_var=-1.0), r"desired_energy_var: expected a finite number > 0"),
     ("mclmc", dict(L=0.0, step_size=0.1), r"L: expected a finite number > 0"),
-    ("mclmc", dict(L=1.0, step_size=0.1, inverse_mass_matrix=[1.0, 1.0]), r"inverse_mass_matrix: expected .* length d = 3"),
+    (
+        "mclmc",
+        dict(L=1.0, step_size=0.1, inverse_mass_matrix=[1.0, 1.0]),
+        r"inverse_mass_matrix: expected .* length d = 3",
+    ),
     ("mclmc", dict(batch_size=5), r"batch_size: kernel 'mclmc' uses the full batch"),
     ("vi", dict(rank=0), r"rank: expected an integer >= 1, got 0"),
     ("vi", dict(num_components=0), r"num_components: expected an integer >= 1, got 0"),
@@ -205,8 +297,9 @@ KERNEL_BAD = [
 ]
 
 
-@pytest.mark.parametrize("kernel,options,pattern", KERNEL_BAD,
-                         ids=[f"{k}-{next(iter(o))}={o[next(iter(o))]!r}" for k, o, _ in KERNEL_BAD])
+@pytest.mark.parametrize(
+    "kernel,options,pattern", KERNEL_BAD, ids=[f"{k}-{next(iter(o))}={o[next(iter(o))]!r}" for k, o, _ in KERNEL_BAD]
+)
 def test_bad_kernel_options(kernel, options, pattern):
     with pytest.raises(ValueError, match=pattern):
         run(kernel=kernel, **options)

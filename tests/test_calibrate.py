@@ -21,8 +21,17 @@ def target():
 def test_calibration_sweep(target):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        cal = lh.calibrate(target.loss_fn, target.params, target.data, step_sizes=[2e-4, 1e-3, 3e-2],
-                           nbetas=[30.0, 144.8], num_chains=4, num_draws=3000, num_warmup=1000, key=1)
+        cal = lh.calibrate(
+            target.loss_fn,
+            target.params,
+            target.data,
+            step_sizes=[2e-4, 1e-3, 3e-2],
+            nbetas=[30.0, 144.8],
+            num_chains=4,
+            num_draws=3000,
+            num_warmup=1000,
+            key=1,
+        )
     assert cal.llc.shape == (3, 2, 1) and cal.virial.shape == (3, 2, 1)
     for j, nb in enumerate(cal.nbetas):
         exact = target.expected_llc(nb, 1.0)
@@ -47,8 +56,17 @@ def test_default_grid_and_recommendation_on_a_normal_crossing():
     eps = cal.recommended()[float(cal.nbetas[0])]
     i = int(np.flatnonzero(cal.step_sizes == eps)[0])
     assert abs(cal.virial[i, 0, 0] - 1) <= 0.01 + cal.virial_se[i, 0, 0] and cal.virial_se[i, 0, 0] <= 0.02
-    r = lh.sample(t.loss_fn, t.params, t.data, kernel="sgld", step_size=eps, num_chains=16, num_draws=20_000,
-                  num_warmup=3000, key=3)
+    r = lh.sample(
+        t.loss_fn,
+        t.params,
+        t.data,
+        kernel="sgld",
+        step_size=eps,
+        num_chains=16,
+        num_draws=20_000,
+        num_warmup=3000,
+        key=3,
+    )
     exact = t.expected_llc(r.nbeta, r.gamma)
     assert abs(r.llc - exact) <= max(0.03 * exact, 3 * r.llc_se), (eps, r.llc, r.llc_se, exact)
 
@@ -56,23 +74,41 @@ def test_default_grid_and_recommendation_on_a_normal_crossing():
 def test_nothing_qualifies_says_why(target):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        cal = lh.calibrate(target.loss_fn, target.params, target.data, step_sizes=[2e-2, 3e-2],
-                           num_chains=2, num_draws=200, num_warmup=50)
+        cal = lh.calibrate(
+            target.loss_fn,
+            target.params,
+            target.data,
+            step_sizes=[2e-2, 3e-2],
+            num_chains=2,
+            num_draws=200,
+            num_warmup=50,
+        )
     with pytest.warns(lh.LLCWarning, match=r"no step size qualifies at nβ = .*diverged"):
         assert cal.recommended() is None
     assert len(cal.reasons) == 1
 
 
 def test_gamma_sweep_mask_and_preconditioned_kernels(target):
-    cal = lh.calibrate(target.loss_fn, target.params, target.data, kernel="rmsprop_sgld", step_sizes=[1e-3, 3e-3],
-                       gammas=[1.0, 100.0], num_chains=2, num_draws=500, num_warmup=200,
-                       mask=lambda path, leaf: True)
+    cal = lh.calibrate(
+        target.loss_fn,
+        target.params,
+        target.data,
+        kernel="rmsprop_sgld",
+        step_sizes=[1e-3, 3e-3],
+        gammas=[1.0, 100.0],
+        num_chains=2,
+        num_draws=500,
+        num_warmup=200,
+        mask=lambda path, leaf: True,
+    )
     assert cal.llc.shape == (2, 1, 2) and np.all(np.isnan(cal.acceptance))
     assert cal.llc[0, 0, 1] < cal.llc[0, 0, 0]  # a stronger localizer lowers λ̂ (exact: ½Σ nβa/(nβa + γ))
-    for kw, pattern in [(dict(kernel="nuts"), r"kernel: expected one of"),
-                        (dict(step_size=1e-3), r"step_size: the swept axis"),
-                        (dict(kernel="rmsprop_sgld", alpha=2.0), r"alpha: expected a number in \(0, 1\)"),
-                        (dict(beta=0.1, nbeta=10.0), r"beta and nbeta: give at most one")]:
+    for kw, pattern in [
+        (dict(kernel="nuts"), r"kernel: expected one of"),
+        (dict(step_size=1e-3), r"step_size: the swept axis"),
+        (dict(kernel="rmsprop_sgld", alpha=2.0), r"alpha: expected a number in \(0, 1\)"),
+        (dict(beta=0.1, nbeta=10.0), r"beta and nbeta: give at most one"),
+    ]:
         with pytest.raises(ValueError, match=pattern):
             lh.calibrate(target.loss_fn, target.params, target.data, **kw)
 

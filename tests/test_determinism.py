@@ -45,8 +45,9 @@ def _sample(target, kernel, key, num_chains):
     kw = dict(num_draws=20, num_warmup=10) | RUNS[kernel]
     with warnings.catch_warnings():  # short runs warn about R-hat; not under test here
         warnings.simplefilter("ignore", lh.LLCWarning)
-        return lh.sample(target.loss_fn, target.params, target.data, kernel=kernel, key=key,
-                         num_chains=num_chains, **kw)
+        return lh.sample(
+            target.loss_fn, target.params, target.data, kernel=kernel, key=key, num_chains=num_chains, **kw
+        )
 
 
 @pytest.mark.parametrize("kernel", sorted(RUNS))

@@ -34,17 +34,16 @@ The check is the geometric mean over chains within [0.2, 5] of the target.
 Compile time dominates (≈5 s CPU per HMC program, ≈7 s NUTS, ≈11 s MCLMC); runs are short.
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_close_to_exact, assert_virial_passes
 
 import lambda_hat as lh
 from lambda_hat.api import LLCWarning
 from lambda_hat.kernels.mclmc import tuning_steps
 from lambda_hat.targets import linear_regression, pure_potential
-from conftest import assert_close_to_exact, assert_virial_passes
 
 TARGETS = {
     "full_rank": lambda: linear_regression(d=5, seed=1),
@@ -147,8 +146,18 @@ def test_hmc_frozen_chains_are_invalid():
     """A step size far beyond the stability limit rejects every proposal: chains never move."""
     target = linear_regression(d=3, seed=0)
     with pytest.raises(FloatingPointError, match="every chain"):
-        lh.sample(target.loss_fn, target.params, target.data, kernel="hmc", key=0, num_chains=2,
-                  num_draws=20, num_warmup=0, step_size=50.0, num_integration_steps=4)
+        lh.sample(
+            target.loss_fn,
+            target.params,
+            target.data,
+            kernel="hmc",
+            key=0,
+            num_chains=2,
+            num_draws=20,
+            num_warmup=0,
+            step_size=50.0,
+            num_integration_steps=4,
+        )
 
 
 BAD_OPTIONS = [

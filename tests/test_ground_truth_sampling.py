@@ -24,10 +24,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import assert_close_to_exact, assert_virial_passes
 
 import lambda_hat as lh
 from lambda_hat.targets import deep_linear_network, gaussian_expected_llc, normal_crossing, tiny_mlp
-from conftest import assert_close_to_exact, assert_virial_passes
 
 FULL_BATCH = "hmc"
 needs_full_batch = pytest.mark.skipif(
@@ -64,8 +64,17 @@ NC_SGLD_BIAS = 0.008
 @pytest.mark.parametrize("name", sorted(NC))
 def test_sgld_normal_crossing(name):
     target = NC[name]()
-    result = lh.sample(target.loss_fn, target.params, target.data, kernel="sgld", key=3,
-                       num_chains=32, num_draws=30_000, num_warmup=3000, step_size=NC_SGLD_STEP)
+    result = lh.sample(
+        target.loss_fn,
+        target.params,
+        target.data,
+        kernel="sgld",
+        key=3,
+        num_chains=32,
+        num_draws=30_000,
+        num_warmup=3000,
+        step_size=NC_SGLD_STEP,
+    )
     exact = target.expected_llc(result.nbeta, result.gamma)
     # the flat direction relaxes in 2/(γε) ≈ 7000 steps: 30k draws × 32 chains give MCSE ≈ 0.008
     assert_close_to_exact(result, exact, rel=0.02, bias=NC_SGLD_BIAS)
@@ -78,8 +87,17 @@ def test_hmc_normal_crossing(name):
     target = NC[name]()
     # target acceptance 0.95: the w1²w2² ridge is stiff at large |w1| (κ ≈ 145·w1²), and at the
     # default 0.8 its far end produces divergences, i.e. a less thorough visit of the ridge
-    result = lh.sample(target.loss_fn, target.params, target.data, kernel=FULL_BATCH, key=4,
-                       num_chains=16, num_draws=1500, num_warmup=700, target_acceptance_rate=0.95)
+    result = lh.sample(
+        target.loss_fn,
+        target.params,
+        target.data,
+        kernel=FULL_BATCH,
+        key=4,
+        num_chains=16,
+        num_draws=1500,
+        num_warmup=700,
+        target_acceptance_rate=0.95,
+    )
     exact = target.expected_llc(result.nbeta, result.gamma)
     # Metropolis-corrected: no systematic bias; rel = 2% only guards the MCSE estimate itself
     assert_close_to_exact(result, exact, rel=0.02)
@@ -112,8 +130,17 @@ def _laplace(target, nbeta, gamma):
 def test_sgld_dln_origin():
     target = dln_origin()
     assert target.info["lam_is_local"] and float(target.lam) == 1.5
-    result = lh.sample(target.loss_fn, target.params, target.data, kernel="sgld", key=5,
-                       num_chains=16, num_draws=40_000, num_warmup=4000, step_size=3e-4)
+    result = lh.sample(
+        target.loss_fn,
+        target.params,
+        target.data,
+        kernel="sgld",
+        key=5,
+        num_chains=16,
+        num_draws=40_000,
+        num_warmup=4000,
+        step_size=3e-4,
+    )
     exact = target.expected_llc(result.nbeta, result.gamma)  # 1.263 at n = 500 (λ = 1.5)
     # step-size bias measured in x64 (n = 1000, 16 chains): +0.029 ± 0.009 at ε = 1e-3,
     # −0.007 ± 0.013 at 3e-4, −0.001 ± 0.018 at 1e-4; linear in ε, so ≈ +0.01 at 3e-4
@@ -123,8 +150,17 @@ def test_sgld_dln_origin():
 @needs_full_batch
 def test_hmc_dln_origin():
     target = dln_origin()
-    result = lh.sample(target.loss_fn, target.params, target.data, kernel=FULL_BATCH, key=6,
-                       num_chains=16, num_draws=1000, num_warmup=700, target_acceptance_rate=0.9)
+    result = lh.sample(
+        target.loss_fn,
+        target.params,
+        target.data,
+        kernel=FULL_BATCH,
+        key=6,
+        num_chains=16,
+        num_draws=1000,
+        num_warmup=700,
+        target_acceptance_rate=0.9,
+    )
     assert_close_to_exact(result, target.expected_llc(result.nbeta, result.gamma), rel=0.02)
     assert_virial_passes(result)
 
@@ -134,8 +170,18 @@ def test_sgld_dln_teacher_minibatch():
     target = dln_teacher()
     assert target.info["lam_is_local"] and target.lam == 2 and target.m == 1
     step = 1e-5  # top curvature nβ·a_max ≈ 80·50 = 4000: εκ/4 ≈ 1% in the stiffest direction
-    result = lh.sample(target.loss_fn, target.params, target.data, kernel="sgld", key=7,
-                       num_chains=16, num_draws=20_000, num_warmup=2000, step_size=step, batch_size=100)
+    result = lh.sample(
+        target.loss_fn,
+        target.params,
+        target.data,
+        kernel="sgld",
+        key=7,
+        num_chains=16,
+        num_draws=20_000,
+        num_warmup=2000,
+        step_size=step,
+        batch_size=100,
+    )
     eigs, laplace = _laplace(target, result.nbeta, result.gamma)
     assert abs(laplace - 2.0) < 0.01
     # step-size bias of SGLD on the quadratic approximation (exact for a Gaussian): +0.011 here
@@ -154,8 +200,17 @@ def test_sgld_dln_teacher_minibatch():
 def test_hmc_dln_teacher():
     target = dln_teacher()
     # 32 leapfrog steps: longer trajectories move further along the flat fibres per iteration
-    result = lh.sample(target.loss_fn, target.params, target.data, kernel=FULL_BATCH, key=8,
-                       num_chains=16, num_draws=1000, num_warmup=700, num_integration_steps=32)
+    result = lh.sample(
+        target.loss_fn,
+        target.params,
+        target.data,
+        kernel=FULL_BATCH,
+        key=8,
+        num_chains=16,
+        num_draws=1000,
+        num_warmup=700,
+        num_integration_steps=32,
+    )
     _, laplace = _laplace(target, result.nbeta, result.gamma)
     # ±3% reference uncertainty as above. n_se = 4, not 3: the slow fibre modes make the ESS-based
     # MCSE optimistic here; over 8 keys (x32 and x64) λ̂ had sd 0.028 against a reported MCSE of
@@ -179,10 +234,27 @@ def test_mlp_kernels_agree():
     nbeta = 200 / math.log(200)
     assert (nbeta * target.info["grad_norm_at_wstar"]) ** 2 < 1e-3  # w* stationary enough for λ̂
     step = 5e-4
-    sgld = lh.sample(target.loss_fn, target.params, target.data, kernel="sgld", key=9,
-                     num_chains=16, num_draws=16_000, num_warmup=2000, step_size=step)
-    hmc = lh.sample(target.loss_fn, target.params, target.data, kernel=FULL_BATCH, key=10,
-                    num_chains=8, num_draws=800, num_warmup=700)
+    sgld = lh.sample(
+        target.loss_fn,
+        target.params,
+        target.data,
+        kernel="sgld",
+        key=9,
+        num_chains=16,
+        num_draws=16_000,
+        num_warmup=2000,
+        step_size=step,
+    )
+    hmc = lh.sample(
+        target.loss_fn,
+        target.params,
+        target.data,
+        kernel=FULL_BATCH,
+        key=10,
+        num_chains=8,
+        num_draws=800,
+        num_warmup=700,
+    )
     for r in (sgld, hmc):
         assert 0 < r.llc <= d / 2
         assert r.diagnostics["rhat"] < 1.05

@@ -173,7 +173,7 @@ def test_smallest_values_jit_vmap_two_keys():
     lam = spectrum.max()
     tol = max(1e-6, 100 * EXACT_TOL)
     for i in range(2):
-        values, vectors, residuals = _np(jax.tree.map(lambda x: x[i], batched))
+        values, vectors, residuals = _np(jax.tree.map(lambda x, i=i: x[i], batched))
         np.testing.assert_allclose(values, exact, atol=tol * lam)
         assert np.all(residuals <= 1e-3 * lam)
         _assert_orthonormal(vectors, 10 * EXACT_TOL)

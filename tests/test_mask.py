@@ -4,10 +4,10 @@ restricted quadratic, ½ Σ nβ b_i/(nβ b_i + γ) with b_i the eigenvalues of H
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_close_to_exact
 
 import lambda_hat as lh
 from lambda_hat.targets import gaussian_expected_llc, linear_regression
-from conftest import assert_close_to_exact
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +44,16 @@ def test_masked_llc_matches_restricted_quadratic(problem, how):
     assert_close_to_exact(r, exact, rel=0.05)
 
 
-@pytest.mark.parametrize("mask, pattern", [
-    ({"a": np.array([True, False]), "b": np.ones(3, bool)}, r"mask: leaf .* not broadcastable"),
-    ({"a": np.zeros(3, bool), "b": np.zeros(3, bool)}, r"mask: selects no weights"),
-    ({"a": np.ones(3), "b": np.ones(3)}, r"mask: leaf .* expected booleans"),
-    ({"a": True}, r"mask: expected a pytree of booleans with the structure of params"),
-    (lambda path, leaf: 1, r"mask: a predicate must return True or False"),
-])
+@pytest.mark.parametrize(
+    "mask, pattern",
+    [
+        ({"a": np.array([True, False]), "b": np.ones(3, bool)}, r"mask: leaf .* not broadcastable"),
+        ({"a": np.zeros(3, bool), "b": np.zeros(3, bool)}, r"mask: selects no weights"),
+        ({"a": np.ones(3), "b": np.ones(3)}, r"mask: leaf .* expected booleans"),
+        ({"a": True}, r"mask: expected a pytree of booleans with the structure of params"),
+        (lambda path, leaf: 1, r"mask: a predicate must return True or False"),
+    ],
+)
 def test_bad_masks_are_rejected(problem, mask, pattern):
     t, params, loss_fn, _, _ = problem
     with pytest.raises(ValueError, match=pattern):

@@ -5,11 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_close_to_exact
 from flax import linen, nnx
 
 import lambda_hat as lh
 from lambda_hat.targets import linear_regression
-from conftest import assert_close_to_exact
 
 KW = dict(kernel="sgld", key=3, num_chains=4, num_draws=4000, num_warmup=1000, step_size=1e-4)
 

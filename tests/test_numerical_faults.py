@@ -92,8 +92,16 @@ def quartic_data(t):
 
 def test_vi_rejects_nan_steps_and_flags_fits_whose_draws_are_nan():
     w0 = jnp.zeros(4, DTYPE)
-    kw = dict(kernel="vi", key=0, num_chains=16, num_draws=200, num_warmup=1500, num_components=2, rank=1,
-              control_variate=False)
+    kw = dict(
+        kernel="vi",
+        key=0,
+        num_chains=16,
+        num_draws=200,
+        num_warmup=1500,
+        num_components=2,
+        rank=1,
+        control_variate=False,
+    )
     clean = lh.sample(quartic_loss, w0, quartic_data(100.0), **kw)
     assert clean.valid_chains.all() and (clean.diagnostics["rejected_steps"] == 0).all()
 

@@ -33,8 +33,17 @@ OPTIONS = {"sgld": dict(step_size=1e-4)}
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_positions_are_the_points_of_the_loss_trace(kernel):
-    r = lh.sample(loss, PARAMS, DATA, kernel=kernel, key=0, num_chains=3, num_draws=40, save_positions=True,
-                  **OPTIONS.get(kernel, {}))
+    r = lh.sample(
+        loss,
+        PARAMS,
+        DATA,
+        kernel=kernel,
+        key=0,
+        num_chains=3,
+        num_draws=40,
+        save_positions=True,
+        **OPTIONS.get(kernel, {}),
+    )
     assert r.positions["w"].shape == (3, 40, 2) and r.positions["b"].shape == (3, 40)
     assert r.positions["w"].dtype == np.dtype(r.config["dtype"])  # the run dtype
     assert np.all(np.isfinite(r.positions["w"]))
@@ -47,8 +56,9 @@ def test_positions_follow_the_exact_posterior():
     """Posterior of ½Σ a_i w_i² localized at 0: Gaussian with Var(w_i) = 1/(nβ a_i + γ). The
     sample variance of NUTS draws is within 4 of its standard errors, sqrt(2/ESS), of it."""
     r = lh.sample(loss, PARAMS, DATA, kernel="nuts", key=1, num_chains=4, num_draws=1000, save_positions=True)
-    draws = np.concatenate([np.asarray(r.positions["w"], np.float64),
-                            np.asarray(r.positions["b"], np.float64)[..., None]], axis=-1)
+    draws = np.concatenate(
+        [np.asarray(r.positions["w"], np.float64), np.asarray(r.positions["b"], np.float64)[..., None]], axis=-1
+    )
     exact = 1.0 / (r.nbeta * A + r.gamma)
     for i in range(3):
         ess = float(effective_sample_size(draws[..., i]))
@@ -59,8 +69,18 @@ def test_positions_follow_the_exact_posterior():
 
 def test_masked_weights_stay_at_wstar():
     w_star = {"w": jnp.array([0.3, -0.2]), "b": jnp.array(0.1)}
-    r = lh.sample(loss, w_star, DATA, kernel="sgld", key=2, num_chains=2, num_draws=20, step_size=1e-4,
-                  mask={"w": False, "b": True}, save_positions=True)
+    r = lh.sample(
+        loss,
+        w_star,
+        DATA,
+        kernel="sgld",
+        key=2,
+        num_chains=2,
+        num_draws=20,
+        step_size=1e-4,
+        mask={"w": False, "b": True},
+        save_positions=True,
+    )
     np.testing.assert_array_equal(r.positions["w"], np.broadcast_to(np.asarray(w_star["w"]), (2, 20, 2)))
     assert np.ptp(r.positions["b"]) > 0
 
@@ -75,8 +95,9 @@ def test_default_saves_none_and_draws_do_not_change():
 
 
 def test_positions_survive_save_and_load(tmp_path):
-    r = lh.sample(loss, PARAMS, DATA, kernel="sgld", key=4, num_chains=2, num_draws=10, step_size=1e-4,
-                  save_positions=True)
+    r = lh.sample(
+        loss, PARAMS, DATA, kernel="sgld", key=4, num_chains=2, num_draws=10, step_size=1e-4, save_positions=True
+    )
     back = lh.LLCResult.load(r.save(tmp_path / "run"))
     assert set(back.positions) == {"['b']", "['w']"}
     np.testing.assert_array_equal(back.positions["['w']"], r.positions["w"])

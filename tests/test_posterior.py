@@ -17,7 +17,9 @@ def test_logdensity_matches_definition():
     t = linear_regression(d=4, n=50, seed=0)
     post = LocalPosterior(t.loss_fn, t.params, t.data, nbeta=10.0, gamma=2.0)
     w = post.w_star + 0.1
-    expected = -10.0 * (t.loss_fn(w, t.data) - t.loss_fn(t.params, t.data)) - 0.5 * 2.0 * jnp.sum((w - post.w_star) ** 2)
+    expected = -10.0 * (t.loss_fn(w, t.data) - t.loss_fn(t.params, t.data)) - 0.5 * 2.0 * jnp.sum(
+        (w - post.w_star) ** 2
+    )
     tol = 1e-10 if jax.config.jax_enable_x64 else 1e-4
     np.testing.assert_allclose(post.logdensity(w), expected, rtol=tol, atol=tol)
 
@@ -51,7 +53,9 @@ def test_params_and_data_cast_to_run_dtype():
     post = LocalPosterior(loss, params, data)
     assert post.w_star.dtype == dtype and post.dim == 9
     assert post.data[0].dtype == dtype and jnp.issubdtype(post.data[1].dtype, jnp.integer)
-    chex.assert_trees_all_equal_dtypes(post.unravel(post.w_star), {"w": jnp.zeros((), dtype), "b": jnp.zeros((), dtype)})
+    chex.assert_trees_all_equal_dtypes(
+        post.unravel(post.w_star), {"w": jnp.zeros((), dtype), "b": jnp.zeros((), dtype)}
+    )
 
 
 def test_ravel_roundtrip_preserves_structure():

@@ -12,10 +12,10 @@ in x64: 3.01 ± 0.11, 3.04 ± 0.09, 2.90 ± 0.09 against 2.995).
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_close_to_exact
 
 import lambda_hat as lh
 from lambda_hat.targets import gaussian_expected_llc, linear_regression, pure_potential
-from conftest import assert_close_to_exact
 
 A = np.logspace(0, 3, 6)
 NBETA = 1000 / np.log(1000)
@@ -29,18 +29,33 @@ def diagonal_quadratic(eigenvalues):
         del batch
         return 0.5 * jnp.sum(jnp.asarray(a, w.dtype) * w**2)
 
-    return loss, jnp.zeros((1000, 1)), jnp.zeros(a.size), gaussian_expected_llc(np.diag(a), np.zeros(a.size), NBETA, 1.0)
+    return (
+        loss,
+        jnp.zeros((1000, 1)),
+        jnp.zeros(a.size),
+        gaussian_expected_llc(np.diag(a), np.zeros(a.size), NBETA, 1.0),
+    )
 
 
 ill_loss, DATA, W0, EXACT = diagonal_quadratic(A)
 
 
-@pytest.mark.parametrize("make", [lambda: linear_regression(d=5, seed=1), lambda: pure_potential(d=8, seed=3)],
-                         ids=["linreg", "potential"])
+@pytest.mark.parametrize(
+    "make", [lambda: linear_regression(d=5, seed=1), lambda: pure_potential(d=8, seed=3)], ids=["linreg", "potential"]
+)
 def test_matches_exact_quadratic(make):
     t = make()
-    r = lh.sample(t.loss_fn, t.params, t.data, kernel="rmsprop_sgld", key=3, num_chains=4, num_draws=8000,
-                  num_warmup=2000, step_size=1e-3)
+    r = lh.sample(
+        t.loss_fn,
+        t.params,
+        t.data,
+        kernel="rmsprop_sgld",
+        key=3,
+        num_chains=4,
+        num_draws=8000,
+        num_warmup=2000,
+        step_size=1e-3,
+    )
     assert_close_to_exact(r, t.expected_llc(r.nbeta, r.gamma), rel=0.05)
 
 
@@ -56,12 +71,15 @@ def test_beats_sgld_on_badly_scaled_hessian():
     assert rms.llc_se < 0.8 * sgld.llc_se, (rms.llc_se, sgld.llc_se)
 
 
-@pytest.mark.parametrize("option, value, pattern", [
-    ("alpha", 1.0, r"alpha: expected a number in \(0, 1\)"),
-    ("stabilizer", 0.0, r"stabilizer: expected a finite number > 0"),
-    ("freeze", "no", r"freeze: expected True or False"),
-    ("beta1", 0.9, r"beta1: not an option of kernel 'rmsprop_sgld'"),
-])
+@pytest.mark.parametrize(
+    "option, value, pattern",
+    [
+        ("alpha", 1.0, r"alpha: expected a number in \(0, 1\)"),
+        ("stabilizer", 0.0, r"stabilizer: expected a finite number > 0"),
+        ("freeze", "no", r"freeze: expected True or False"),
+        ("beta1", 0.9, r"beta1: not an option of kernel 'rmsprop_sgld'"),
+    ],
+)
 def test_bad_options(option, value, pattern):
     t = linear_regression(d=3, seed=0)
     with pytest.raises(ValueError, match=pattern):
@@ -73,13 +91,24 @@ def test_bad_options(option, value, pattern):
 # step bias), so it is tested at step sizes 3–10× below RMSProp-SGLD's.
 
 
-@pytest.mark.parametrize("make,eps,draws", [(lambda: linear_regression(d=5, seed=1), 1e-4, 40000),
-                                            (lambda: pure_potential(d=8, seed=3), 1e-4, 40000)],
-                         ids=["linreg", "potential"])
+@pytest.mark.parametrize(
+    "make,eps,draws",
+    [(lambda: linear_regression(d=5, seed=1), 1e-4, 40000), (lambda: pure_potential(d=8, seed=3), 1e-4, 40000)],
+    ids=["linreg", "potential"],
+)
 def test_adam_sgld_matches_exact_quadratic(make, eps, draws):
     t = make()
-    r = lh.sample(t.loss_fn, t.params, t.data, kernel="adam_sgld", key=3, num_chains=4, num_draws=draws,
-                  num_warmup=2000, step_size=eps)
+    r = lh.sample(
+        t.loss_fn,
+        t.params,
+        t.data,
+        kernel="adam_sgld",
+        key=3,
+        num_chains=4,
+        num_draws=draws,
+        num_warmup=2000,
+        step_size=eps,
+    )
     assert_close_to_exact(r, t.expected_llc(r.nbeta, r.gamma), rel=0.05)
 
 
@@ -118,12 +147,15 @@ def test_adam_sgld_beats_sgld_at_condition_1e4():
     assert_close_to_exact(adam, exact, rel=0.10)  # 10%: the lag bias at this ε on this target
 
 
-@pytest.mark.parametrize("option, value, pattern", [
-    ("beta1", 1.0, r"beta1: expected a number in \(0, 1\)"),
-    ("beta1", 0.0, r"beta1: expected a number in \(0, 1\)"),
-    ("alpha", -0.1, r"alpha: expected a number in \(0, 1\)"),
-    ("decay", 0.9, r"decay: not an option of kernel 'adam_sgld'"),
-])
+@pytest.mark.parametrize(
+    "option, value, pattern",
+    [
+        ("beta1", 1.0, r"beta1: expected a number in \(0, 1\)"),
+        ("beta1", 0.0, r"beta1: expected a number in \(0, 1\)"),
+        ("alpha", -0.1, r"alpha: expected a number in \(0, 1\)"),
+        ("decay", 0.9, r"decay: not an option of kernel 'adam_sgld'"),
+    ],
+)
 def test_adam_sgld_bad_options(option, value, pattern):
     t = linear_regression(d=3, seed=0)
     with pytest.raises(ValueError, match=pattern):

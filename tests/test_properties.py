@@ -29,7 +29,9 @@ trees = st.recursive(
     st.tuples(shapes, leaf_dtypes).map(lambda s: ("leaf", s)),
     lambda children: st.one_of(
         st.lists(children, min_size=1, max_size=3).map(lambda xs: ("list", xs)),
-        st.dictionaries(st.text("abcdef", min_size=1, max_size=3), children, min_size=1, max_size=3).map(lambda d: ("dict", d)),
+        st.dictionaries(st.text("abcdef", min_size=1, max_size=3), children, min_size=1, max_size=3).map(
+            lambda d: ("dict", d)
+        ),
     ),
     max_leaves=6,
 )
@@ -137,8 +139,10 @@ class Quadratic(NamedTuple):
     w0: jax.Array
 
     def __repr__(self):  # what hypothesis prints for a failing example
-        return (f"Quadratic(d={self.d}, rank={self.rank}, cond=1e{self.log_cond:.2f}, "
-                f"nβλ_max/γ={self.ratio:.2f}, rotated={self.rotated})")
+        return (
+            f"Quadratic(d={self.d}, rank={self.rank}, cond=1e{self.log_cond:.2f}, "
+            f"nβλ_max/γ={self.ratio:.2f}, rotated={self.rotated})"
+        )
 
 
 def quadratic_loss(w, batch):
@@ -211,8 +215,17 @@ def check_against_oracle(kernel, problem, key):
     options = dict(KERNEL_SETTINGS[kernel])
     if kernel == "vi":
         options["rank"] = problem.d
-    result = lh.sample(quadratic_loss, problem.w0, problem.data, kernel=kernel, key=key, num_chains=CHAINS,
-                       nbeta=NBETA, gamma=problem.gamma, **options)
+    result = lh.sample(
+        quadratic_loss,
+        problem.w0,
+        problem.data,
+        kernel=kernel,
+        key=key,
+        num_chains=CHAINS,
+        nbeta=NBETA,
+        gamma=problem.gamma,
+        **options,
+    )
     exact = gaussian_expected_llc(problem.H, np.zeros(problem.d), NBETA, problem.gamma)
     lo, hi = bias_allowance(kernel, problem, result, exact)
     assert result.valid_chains.all() and np.isfinite(result.llc_trace).all()
@@ -237,12 +250,18 @@ CASES = [(k, "2..20", st.integers(2, 20), 4) for k in ("sgld", "rmsprop_sgld", "
 ]
 
 
-@pytest.mark.parametrize("kernel,dims,examples", [(k, dims, n) for k, _, dims, n in CASES],
-                         ids=[f"{k}-d{label}" for k, label, _, _ in CASES])
+@pytest.mark.parametrize(
+    "kernel,dims,examples", [(k, dims, n) for k, _, dims, n in CASES], ids=[f"{k}-d{label}" for k, label, _, _ in CASES]
+)
 @pytest.mark.filterwarnings("ignore::lambda_hat.LLCWarning")
 def test_every_kernel_matches_the_exact_oracle(kernel, dims, examples):
-    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(quadratics(dims), st.integers(0, 2**16))
     def check(problem, key):
         check_against_oracle(kernel, problem, key)

@@ -10,10 +10,10 @@ and a calibration test checks that the reported MCSE is honest against the discr
 import jax
 import numpy as np
 import pytest
+from conftest import assert_close_to_exact
 
 import lambda_hat as lh
 from lambda_hat.targets import linear_regression, pure_potential
-from conftest import assert_close_to_exact
 
 
 def sgld_expected_llc(eigs, nbeta, gamma, step_size):
@@ -36,8 +36,18 @@ TARGETS = {
 def test_sgld_matches_exact_quadratic(name, batch_size):
     target = TARGETS[name]()
     step = 1e-4
-    result = lh.sample(target.loss_fn, target.params, target.data, kernel="sgld", key=11,
-                       num_chains=4, num_draws=4000, num_warmup=1000, step_size=step, batch_size=batch_size)
+    result = lh.sample(
+        target.loss_fn,
+        target.params,
+        target.data,
+        kernel="sgld",
+        key=11,
+        num_chains=4,
+        num_draws=4000,
+        num_warmup=1000,
+        step_size=step,
+        batch_size=batch_size,
+    )
     exact = target.expected_llc(result.nbeta, result.gamma)
     discrete = sgld_expected_llc(target.info["hessian_eigenvalues"], result.nbeta, result.gamma, step)
     assert abs(discrete - exact) / exact < 0.015  # the step is small enough: bias < 1.5%
@@ -51,8 +61,16 @@ def test_sgld_mcse_is_honest():
     step = 4e-4
     z = []
     for seed in range(24):
-        r = lh.sample(target.loss_fn, target.params, target.data, key=seed, num_chains=4,
-                      num_draws=1000, num_warmup=1000, step_size=step)
+        r = lh.sample(
+            target.loss_fn,
+            target.params,
+            target.data,
+            key=seed,
+            num_chains=4,
+            num_draws=1000,
+            num_warmup=1000,
+            step_size=step,
+        )
         exact = sgld_expected_llc(target.info["hessian_eigenvalues"], r.nbeta, r.gamma, step)
         z.append((r.llc - exact) / r.llc_se)
     z = np.asarray(z)

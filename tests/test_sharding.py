@@ -63,7 +63,7 @@ def two_devices():
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")][-1]
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 # Bit-identical draws need XLA to round each chain's arithmetic the same way in a program of 4
@@ -71,8 +71,9 @@ def two_devices():
 # precisions, and jax 0.12 does in float64. In float32, jax 0.12's XLA:CPU rounds the last bit
 # differently for 1 device × 4 chains than for 2 × 2, even for SGLD (3 against 2 × 2 still
 # matches). There, the draws agree to float rounding.
-EXACT_ACROSS_BLOCK_SIZES = (tuple(int(v) for v in jax.__version__.split(".")[:2]) < (0, 12)
-                            or bool(jax.config.jax_enable_x64))
+EXACT_ACROSS_BLOCK_SIZES = tuple(int(v) for v in jax.__version__.split(".")[:2]) < (0, 12) or bool(
+    jax.config.jax_enable_x64
+)
 
 
 @pytest.mark.parametrize("case", ["sgld/3", "sgld/4", "rmsprop_sgld/4"])
@@ -132,8 +133,7 @@ def test_bad_devices_are_rejected(devices, error, match):
 def test_devices_accepts_a_list_and_records_the_count():
     assert resolve_devices(None) == sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
     t = linear_regression(d=2, n=20, seed=0)
-    r = lh.sample(t.loss_fn, t.params, t.data, num_draws=10, num_warmup=0, step_size=1e-4,
-                  devices=jax.devices()[:1])
+    r = lh.sample(t.loss_fn, t.params, t.data, num_draws=10, num_warmup=0, step_size=1e-4, devices=jax.devices()[:1])
     assert r.config["devices"] == 1
 
 
@@ -171,13 +171,31 @@ def test_two_processes_with_jax_distributed_match_one_process(tmp_path):
     # one device per process; the other XLA flags stay as in this process (they change rounding)
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": " ".join(flags)}
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(i), port, str(tmp_path / f"trace{i}.npy")],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(i), port, str(tmp_path / f"trace{i}.npy")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
     t = linear_regression(d=4, n=200, seed=0)
-    one = lh.sample(t.loss_fn, t.params, t.data, key=11, num_chains=3, num_draws=200, step_size=1e-3,
-                    batch_size=50, num_warmup=50, devices=1)
+    one = lh.sample(
+        t.loss_fn,
+        t.params,
+        t.data,
+        key=11,
+        num_chains=3,
+        num_draws=200,
+        step_size=1e-3,
+        batch_size=50,
+        num_warmup=50,
+        devices=1,
+    )
     for i in range(2):  # every process returns the full result, equal to the one-process run
         np.testing.assert_array_equal(np.load(tmp_path / f"trace{i}.npy"), one.llc_trace)

@@ -113,9 +113,7 @@ WORKED_DLN = [
 
 
 @pytest.mark.parametrize("widths, r, lam, m", WORKED_DLN)
-def test_deep_linear_network_worked_values(
-    widths: tuple[int, ...], r: int, lam: F, m: int
-) -> None:
+def test_deep_linear_network_worked_values(widths: tuple[int, ...], r: int, lam: F, m: int) -> None:
     assert deep_linear_network(widths, r) == (lam, m)
     if len(widths) == 3:
         M, H, N = widths

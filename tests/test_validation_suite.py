@@ -19,8 +19,9 @@ from validation.cases import Case
 
 
 def test_fast_subset_passes_and_writes_report(tmp_path):
-    code = cli.main(["--case", "quadratic_d5_full", "--case", "potential_d8", "--kernel", "sgld",
-                     "--out", str(tmp_path)])
+    code = cli.main(
+        ["--case", "quadratic_d5_full", "--case", "potential_d8", "--kernel", "sgld", "--out", str(tmp_path)]
+    )
     assert code == 0
     doc = json.loads((tmp_path / "results.json").read_text())
     assert [r["status"] for r in doc["results"]] == ["pass", "pass"]
@@ -53,8 +54,13 @@ def test_resume_and_errors_are_recorded(tmp_path, monkeypatch, capsys):
 
 def test_failing_case_gives_nonzero_exit(tmp_path, monkeypatch):
     # a tolerance that no estimator meets: the CLI must report failure
-    strict = Case("strict", "quadratic", cases_mod.CASES["potential_d8"].build, rel_tol=0.0,
-                  settings=lambda k, t, p: dict(step_size=1e-4, num_draws=200, num_warmup=0))
+    strict = Case(
+        "strict",
+        "quadratic",
+        cases_mod.CASES["potential_d8"].build,
+        rel_tol=0.0,
+        settings=lambda k, t, p: dict(step_size=1e-4, num_draws=200, num_warmup=0),
+    )
     monkeypatch.setitem(cases_mod.CASES, "strict", strict)
     monkeypatch.setattr(runner, "tolerance", lambda case, target, result: (1.0, 0.0, 0.0, "impossible"))
     # this short run warns (R-hat, ...): outside tolerance with a warning is "flagged", exit 0
@@ -81,19 +87,52 @@ def _results_file(tmp_path, text):
 
 X64 = bool(jax.config.jax_enable_x64)
 BAD_CLI = [
-    ("unknown kernel", ["--kernel", "no_such_kernel"], None, r"--kernel: unknown kernel\(s\) \['no_such_kernel'\]; expected some of"),
-    ("unknown case", ["--case", "no_such_case"], None, r"--case: unknown case\(s\) \['no_such_case'\]; expected some of"),
+    (
+        "unknown kernel",
+        ["--kernel", "no_such_kernel"],
+        None,
+        r"--kernel: unknown kernel\(s\) \['no_such_kernel'\]; expected some of",
+    ),
+    (
+        "unknown case",
+        ["--case", "no_such_case"],
+        None,
+        r"--case: unknown case\(s\) \['no_such_case'\]; expected some of",
+    ),
     ("unknown profile", ["--profile", "huge"], None, r"argument --profile: invalid choice: 'huge'"),
     ("non-integer seed", ["--seed", "abc"], None, r"argument --seed: invalid int value"),
     ("unknown flag", ["--frobnicate"], None, r"unrecognized arguments: --frobnicate"),
     ("resume without results", ["--resume"], None, r"--resume: no results file at .*results.json"),
-    ("resume from corrupt JSON", ["--resume"], '{"meta": {}, "results": [', r"--resume: cannot read .*results.json as JSON"),
-    ("resume from a non-results file", ["--resume"], "[1, 2]", r"--resume: .*results.json is not a validation results file"),
-    ("resume from records without names", ["--resume"], '{"results": [{"llc": 1.0}]}', r"--resume: .* is not a validation results file"),
-    ("resume from another profile", ["--resume", "--profile", "quick"], '{"meta": {"profile": "full"}, "results": []}',
-     r"--resume: .* holds results of profile 'full', not 'quick'"),
-    ("resume from another precision", ["--resume"], json.dumps({"meta": {"x64": not X64}, "results": []}),
-     r"--resume: .* holds float(32|64) results; this run is float(32|64)"),
+    (
+        "resume from corrupt JSON",
+        ["--resume"],
+        '{"meta": {}, "results": [',
+        r"--resume: cannot read .*results.json as JSON",
+    ),
+    (
+        "resume from a non-results file",
+        ["--resume"],
+        "[1, 2]",
+        r"--resume: .*results.json is not a validation results file",
+    ),
+    (
+        "resume from records without names",
+        ["--resume"],
+        '{"results": [{"llc": 1.0}]}',
+        r"--resume: .* is not a validation results file",
+    ),
+    (
+        "resume from another profile",
+        ["--resume", "--profile", "quick"],
+        '{"meta": {"profile": "full"}, "results": []}',
+        r"--resume: .* holds results of profile 'full', not 'quick'",
+    ),
+    (
+        "resume from another precision",
+        ["--resume"],
+        json.dumps({"meta": {"x64": not X64}, "results": []}),
+        r"--resume: .* holds float(32|64) results; this run is float(32|64)",
+    ),
 ]
 
 
@@ -103,8 +142,11 @@ def test_bad_cli_arguments(tmp_path, capsys, argv, results, pattern):
     if results is not None:
         _results_file(tmp_path, results)
     with pytest.raises(SystemExit) as exc:
-        cli.main([*argv, "--case", "potential_d8", "--kernel", "sgld", "--out", str(tmp_path)]
-                 if argv[0] not in ("--kernel", "--case") else [*argv, "--out", str(tmp_path)])
+        cli.main(
+            [*argv, "--case", "potential_d8", "--kernel", "sgld", "--out", str(tmp_path)]
+            if argv[0] not in ("--kernel", "--case")
+            else [*argv, "--out", str(tmp_path)]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert re.search(pattern, err), err
@@ -113,8 +155,13 @@ def test_bad_cli_arguments(tmp_path, capsys, argv, results, pattern):
 
 
 def test_bad_cli_argument_exit_status_from_the_shell(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "validation", "--resume", "--out", str(tmp_path)],
-                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "validation", "--resume", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "--resume: no results file" in proc.stderr
 
@@ -125,8 +172,16 @@ def test_results_are_written_as_each_case_finishes(tmp_path, monkeypatch):
     seen = []
 
     def record(case, kernel):
-        return dict(case=case.name, family=case.family, kernel=kernel, status="pass", reference=1.0,
-                    llc=1.0, llc_se=0.1, wall_s=0.0)
+        return dict(
+            case=case.name,
+            family=case.family,
+            kernel=kernel,
+            status="pass",
+            reference=1.0,
+            llc=1.0,
+            llc_se=0.1,
+            wall_s=0.0,
+        )
 
     def fake_run_one(case, kernel, target, profile, seed):
         on_disk = json.loads((tmp_path / "results.json").read_text())
@@ -153,4 +208,8 @@ def test_results_are_written_as_each_case_finishes(tmp_path, monkeypatch):
     seen.clear()
     monkeypatch.setattr(runner, "run_one", lambda case, kernel, *a: record(case, kernel))
     doc = runner.run([first, broken, later], ["sgld"], tmp_path, profile="quick", resume=True)
-    assert [(r["case"], r["status"]) for r in doc["results"]] == [("first", "pass"), ("broken", "error"), ("interrupted", "pass")]
+    assert [(r["case"], r["status"]) for r in doc["results"]] == [
+        ("first", "pass"),
+        ("broken", "error"),
+        ("interrupted", "pass"),
+    ]

@@ -26,8 +26,15 @@ def _diagonal_gaussian_problem():
 
 
 def _state_with_scales(post, sd):
-    return mfa.init(post.dim, optax.adam(1e-3), num_components=1, rank=1, rng_key=jax.random.key(0),
-                    init_scale=jnp.asarray(sd, post.dtype), init_loading_scale=0.0)
+    return mfa.init(
+        post.dim,
+        optax.adam(1e-3),
+        num_components=1,
+        rank=1,
+        rng_key=jax.random.key(0),
+        init_scale=jnp.asarray(sd, post.dtype),
+        init_loading_scale=0.0,
+    )
 
 
 def test_q_equal_to_p_gives_small_khat_unit_virial_and_the_exact_llc():
@@ -57,8 +64,9 @@ def test_rank_too_small_for_the_flat_directions_warns_with_khat():
     """Rotated rank-5 design in d = 12: 7 flat directions, but rank 1: q is too narrow."""
     t = linear_regression(d=12, rank=5, seed=0)
     with pytest.warns(lh.LLCWarning, match=r"Pareto k̂ of the importance weights is .* misses posterior mass"):
-        r = lh.sample(t.loss_fn, t.params, t.data, kernel="vi", key=0, num_chains=2, rank=1, num_components=1,
-                      num_draws=500)
+        r = lh.sample(
+            t.loss_fn, t.params, t.data, kernel="vi", key=0, num_chains=2, rank=1, num_components=1, num_draws=500
+        )
     assert r.diagnostics["llc_source"] == "raw"
     assert np.max(r.diagnostics["pareto_k"]) >= 0.7
     assert r.llc > t.expected_llc(r.nbeta, r.gamma)  # under-dispersed q: λ̂ too high, and flagged

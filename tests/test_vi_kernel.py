@@ -29,7 +29,7 @@ def test_vi_matches_exact_on_quadratics(name):
     steps = r.diagnostics["optimization_steps"]
     for c, used in enumerate(steps):  # NaN after the fit stopped
         assert np.all(np.isfinite(elbo[c, :used])) and np.all(np.isnan(elbo[c, used:]))
-        assert elbo[c, used - 100:used].mean() > elbo[c, :100].mean()  # the ELBO increased over training
+        assert elbo[c, used - 100 : used].mean() > elbo[c, :100].mean()  # the ELBO increased over training
     assert np.all(np.isfinite(r.loss_trace))
     # a converged, certified fit: virial ratios 1, small k̂, the importance-weighted λ̂ reported
     assert r.diagnostics["converged"].all(), r.diagnostics["converged"]
@@ -59,14 +59,17 @@ def test_vi_minibatch_objective():
     assert abs(r.llc - exact) <= max(0.05 * exact, 3 * r.llc_se)
 
 
-@pytest.mark.parametrize("option, value, pattern", [
-    ("rank", 0, r"rank: expected an integer >= 1"),
-    ("num_components", 1.5, r"num_components: expected an integer"),
-    ("learning_rate", -0.1, r"learning_rate: expected a finite number > 0"),
-    ("control_variate", "yes", r"control_variate: expected True or False"),
-    ("num_probes", 1, r"num_probes: expected an integer >= 2"),
-    ("step_size", 1e-3, r"step_size: not an option of kernel 'vi'"),
-])
+@pytest.mark.parametrize(
+    "option, value, pattern",
+    [
+        ("rank", 0, r"rank: expected an integer >= 1"),
+        ("num_components", 1.5, r"num_components: expected an integer"),
+        ("learning_rate", -0.1, r"learning_rate: expected a finite number > 0"),
+        ("control_variate", "yes", r"control_variate: expected True or False"),
+        ("num_probes", 1, r"num_probes: expected an integer >= 2"),
+        ("step_size", 1e-3, r"step_size: not an option of kernel 'vi'"),
+    ],
+)
 def test_vi_bad_options(option, value, pattern):
     t = linear_regression(d=3, seed=0)
     with pytest.raises(ValueError, match=pattern):

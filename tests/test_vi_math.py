@@ -84,9 +84,7 @@ def _dense_logq(params, min_scale, v):
 def _density_outputs(st, vs):
     covs = _dense_covs(*_params(st), st.min_scale)
     d = vs.shape[-1]
-    comp_dense = jax.vmap(
-        lambda v: jax.vmap(lambda S: multivariate_normal.logpdf(v, jnp.zeros(d, FLOAT), S))(covs)
-    )(vs)
+    comp_dense = jax.vmap(lambda v: jax.vmap(lambda S: multivariate_normal.logpdf(v, jnp.zeros(d, FLOAT), S))(covs))(vs)
     return dict(
         mine=jax.vmap(lambda v: mfa.logdensity(st, v))(vs),
         dense=jax.vmap(lambda v: _dense_logq(_params(st), st.min_scale, v))(vs),
@@ -283,12 +281,8 @@ def _fit_quadratic(prec, M, r, steps, init_scale):
     def logp(v):
         return -0.5 * v @ (prec @ v)
 
-    st = mfa.init(
-        d, opt, num_components=M, rank=r, rng_key=jax.random.PRNGKey(0), init_scale=init_scale
-    )
-    return jax.lax.scan(
-        lambda s, k: mfa.step(k, s, logp, opt, 4), st, _keys(1, steps)
-    )
+    st = mfa.init(d, opt, num_components=M, rank=r, rng_key=jax.random.PRNGKey(0), init_scale=init_scale)
+    return jax.lax.scan(lambda s, k: mfa.step(k, s, logp, opt, 4), st, _keys(1, steps))
 
 
 def test_fit_diagonal_gaussian_recovers_covariance():
@@ -409,9 +403,7 @@ def test_vmap_scan_shapes_dtypes():
     @jax.jit
     def everything(w_star, key):
         k_misc = key[0]
-        st = jax.vmap(
-            lambda k: mfa.init(w_star, opt, num_components=M, rank=r, rng_key=k, init_scale=0.1)
-        )(_keys(2, n))
+        st = jax.vmap(lambda k: mfa.init(w_star, opt, num_components=M, rank=r, rng_key=k, init_scale=0.1))(_keys(2, n))
         one = jax.tree.map(lambda a: a[0], st)
         out = dict(
             st=st,
@@ -454,9 +446,7 @@ def test_vmap_scan_shapes_dtypes():
         chex.assert_type(field, bool if name == "rejected" else dtype)
     assert not np.asarray(info.rejected).any()
     assert np.all(np.asarray(st2.baseline_weight) > 0)
-    chex.assert_trees_all_close(
-        info.weight_entropy[0], jnp.full((n,), np.log(M), dtype), rtol=1e2 * EPS
-    )
+    chex.assert_trees_all_close(info.weight_entropy[0], jnp.full((n,), np.log(M), dtype), rtol=1e2 * EPS)
 
 
 def test_top_level_api_and_validation():

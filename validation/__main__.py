@@ -17,8 +17,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("validation_out"))
     parser.add_argument("--resume", action="store_true", help="keep finished results in OUT/results.json")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--report", type=Path, default=None,
-                        help="also render the Markdown/PNG report into this folder (default: OUT)")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="also render the Markdown/PNG report into this folder (default: OUT)"
+    )
     args = parser.parse_args(argv)
     if args.x64:
         os.environ["JAX_ENABLE_X64"] = "1"
@@ -37,18 +38,25 @@ def main(argv=None) -> int:
     try:
         cases = cases_for(args.profile, args.case)
         if args.resume:  # checked before any work: a bad file is an argument error (exit 2)
-            records.load_for_resume(args.out / "results.json", profile=args.profile,
-                                    x64=bool(jax.config.jax_enable_x64))
+            records.load_for_resume(
+                args.out / "results.json", profile=args.profile, x64=bool(jax.config.jax_enable_x64)
+            )
     except ValueError as err:
         parser.error(str(err))
-    print(f"validation: profile {args.profile}, {len(cases)} cases × {len(kernels)} kernels, "
-          f"{'float64' if jax.config.jax_enable_x64 else 'float32'}, results in {args.out / 'results.json'}", flush=True)
+    print(
+        f"validation: profile {args.profile}, {len(cases)} cases × {len(kernels)} kernels, "
+        f"{'float64' if jax.config.jax_enable_x64 else 'float32'}, results in {args.out / 'results.json'}",
+        flush=True,
+    )
     doc = runner.run(cases, kernels, args.out, profile=args.profile, resume=args.resume, seed=args.seed)
     path = report.render(doc, args.report or args.out)
     if args.report is not None and args.report.resolve() != args.out.resolve():
         records.save(args.report / "results.json", doc)  # the report's own source, for regeneration
     statuses = [r["status"] for r in doc["results"]]
-    print(f"report: {path}; " + ", ".join(f"{statuses.count(s)} {s}" for s in ("pass", "fail", "flagged", "info", "error")))
+    print(
+        f"report: {path}; "
+        + ", ".join(f"{statuses.count(s)} {s}" for s in ("pass", "fail", "flagged", "info", "error"))
+    )
     return 0 if all(s in ("pass", "info", "flagged") for s in statuses) else 1
 
 

@@ -12,8 +12,9 @@ Cases without an exact λ (tiny MLPs) are checked for 0 < λ̂ <= d/2 and report
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -129,33 +130,76 @@ MLP_SETTINGS = {
 
 def _cases() -> list[Case]:
     cases = [
-        Case("quadratic_d5_full", "quadratic", lambda: targets.linear_regression(d=5, seed=1),
-             settings=quadratic_settings),
-        Case("quadratic_d10_rank4", "quadratic", lambda: targets.linear_regression(d=10, rank=4, seed=2),
-             settings=quadratic_settings),
-        Case("quadratic_d50_rank30", "quadratic", lambda: targets.linear_regression(d=50, rank=30, seed=3),
-             settings=quadratic_settings, profiles=("full",)),
-        Case("potential_d8", "potential", lambda: targets.pure_potential(d=8, seed=3),
-             settings=quadratic_settings),
-        Case("potential_d20_rank12", "potential", lambda: targets.pure_potential(d=20, rank=12, seed=4),
-             settings=quadratic_settings, profiles=("full",)),
-        Case("nc_w1^2w2^2", "normal_crossing", lambda: targets.normal_crossing((1, 1), n=1000, seed=0),
-             settings=fixed_settings(NC_SETTINGS),
-             notes="λ = 1/2, m = 2; reference: exact finite-n E[λ̂] by quadrature"),
-        Case("nc_w1^2+w2^4", "normal_crossing", lambda: targets.normal_crossing([(1,), (2,)], n=1000, seed=0),
-             settings=fixed_settings(NC_SETTINGS),
-             notes="λ = 3/4, m = 1; reference: exact finite-n E[λ̂] by quadrature"),
-        Case("nc_w1^2w2^4", "normal_crossing", lambda: targets.normal_crossing((1, 2), n=1000, seed=0),
-             settings=fixed_settings(NC_SETTINGS), profiles=("full",)),
-        Case("dln_2-2-2_origin", "dln",
-             lambda: targets.deep_linear_network((2, 2, 2), 0, n=500, seed=0, input_range=1.0, at_origin=True),
-             settings=fixed_settings(DLN_SETTINGS),
-             notes="W = 0: exact finite-n oracle"),
-        Case("dln_2-3-2_rank1", "dln", lambda: targets.deep_linear_network((2, 3, 2), 1, n=500, seed=0),
-             settings=fixed_settings(DLN232_SETTINGS), rel_tol=0.05,
-             notes="teacher; reference Aoyagi λ = 2 (local λ equals it here)"),
-        Case("mlp_2-8-1", "mlp", lambda: targets.tiny_mlp((2, 8, 1), n=200, seed=0),
-             settings=fixed_settings(MLP_SETTINGS), notes="no closed form: 0 < λ̂ ≤ d/2, kernels compared"),
+        Case(
+            "quadratic_d5_full",
+            "quadratic",
+            lambda: targets.linear_regression(d=5, seed=1),
+            settings=quadratic_settings,
+        ),
+        Case(
+            "quadratic_d10_rank4",
+            "quadratic",
+            lambda: targets.linear_regression(d=10, rank=4, seed=2),
+            settings=quadratic_settings,
+        ),
+        Case(
+            "quadratic_d50_rank30",
+            "quadratic",
+            lambda: targets.linear_regression(d=50, rank=30, seed=3),
+            settings=quadratic_settings,
+            profiles=("full",),
+        ),
+        Case("potential_d8", "potential", lambda: targets.pure_potential(d=8, seed=3), settings=quadratic_settings),
+        Case(
+            "potential_d20_rank12",
+            "potential",
+            lambda: targets.pure_potential(d=20, rank=12, seed=4),
+            settings=quadratic_settings,
+            profiles=("full",),
+        ),
+        Case(
+            "nc_w1^2w2^2",
+            "normal_crossing",
+            lambda: targets.normal_crossing((1, 1), n=1000, seed=0),
+            settings=fixed_settings(NC_SETTINGS),
+            notes="λ = 1/2, m = 2; reference: exact finite-n E[λ̂] by quadrature",
+        ),
+        Case(
+            "nc_w1^2+w2^4",
+            "normal_crossing",
+            lambda: targets.normal_crossing([(1,), (2,)], n=1000, seed=0),
+            settings=fixed_settings(NC_SETTINGS),
+            notes="λ = 3/4, m = 1; reference: exact finite-n E[λ̂] by quadrature",
+        ),
+        Case(
+            "nc_w1^2w2^4",
+            "normal_crossing",
+            lambda: targets.normal_crossing((1, 2), n=1000, seed=0),
+            settings=fixed_settings(NC_SETTINGS),
+            profiles=("full",),
+        ),
+        Case(
+            "dln_2-2-2_origin",
+            "dln",
+            lambda: targets.deep_linear_network((2, 2, 2), 0, n=500, seed=0, input_range=1.0, at_origin=True),
+            settings=fixed_settings(DLN_SETTINGS),
+            notes="W = 0: exact finite-n oracle",
+        ),
+        Case(
+            "dln_2-3-2_rank1",
+            "dln",
+            lambda: targets.deep_linear_network((2, 3, 2), 1, n=500, seed=0),
+            settings=fixed_settings(DLN232_SETTINGS),
+            rel_tol=0.05,
+            notes="teacher; reference Aoyagi λ = 2 (local λ equals it here)",
+        ),
+        Case(
+            "mlp_2-8-1",
+            "mlp",
+            lambda: targets.tiny_mlp((2, 8, 1), n=200, seed=0),
+            settings=fixed_settings(MLP_SETTINGS),
+            notes="no closed form: 0 < λ̂ ≤ d/2, kernels compared",
+        ),
     ]
     return cases
 

@@ -22,11 +22,18 @@ def load_for_resume(path: Path, *, profile: str, x64: bool) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"--resume: cannot read {path} as JSON ({err}); move it away or run without --resume") from None
-    if (not isinstance(doc, dict) or not isinstance(doc.get("results"), list)
-            or not all(isinstance(r, dict) and {"case", "kernel"} <= set(r) for r in doc["results"])):
-        raise ValueError(f"--resume: {path} is not a validation results file "
-                         "(expected {\"meta\": ..., \"results\": [{\"case\": ..., \"kernel\": ...}, ...]})")
+        raise ValueError(
+            f"--resume: cannot read {path} as JSON ({err}); move it away or run without --resume"
+        ) from None
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("results"), list)
+        or not all(isinstance(r, dict) and {"case", "kernel"} <= set(r) for r in doc["results"])
+    ):
+        raise ValueError(
+            f"--resume: {path} is not a validation results file "
+            '(expected {"meta": ..., "results": [{"case": ..., "kernel": ...}, ...]})'
+        )
     meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
     if "profile" in meta and meta["profile"] != profile:
         raise ValueError(f"--resume: {path} holds results of profile {meta['profile']!r}, not {profile!r}")

@@ -1,6 +1,6 @@
 """Markdown + PNG report regenerated from results.json (never edited by hand).
 
-    python -m validation.report RESULTS_JSON --out DIR
+python -m validation.report RESULTS_JSON --out DIR
 """
 
 from __future__ import annotations
@@ -39,8 +39,15 @@ def _plots(results: list[dict], out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(5.5, 5))
         for k in kernels:
             rs = [r for r in exact if r["kernel"] == k]
-            ax.errorbar([r["reference"] for r in rs], [max(r["llc"], 1e-3) for r in rs],
-                        yerr=[r["llc_se"] for r in rs], fmt="o", color=colors[k], label=k, alpha=0.8)
+            ax.errorbar(
+                [r["reference"] for r in rs],
+                [max(r["llc"], 1e-3) for r in rs],
+                yerr=[r["llc_se"] for r in rs],
+                fmt="o",
+                color=colors[k],
+                label=k,
+                alpha=0.8,
+            )
         lo = min(r["reference"] for r in exact) * 0.5
         hi = max(r["reference"] for r in exact) * 2
         ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
@@ -61,7 +68,11 @@ def _plots(results: list[dict], out: Path) -> list[str]:
             for j, c in enumerate(cases):
                 for r in exact:
                     if r["case"] == c and r["kernel"] == k and r.get("rel_error") is not None:
-                        xs.append(j + i * width), ys.append(100 * r["rel_error"]), es.append(100 * r["llc_se"] / r["reference"])
+                        (
+                            xs.append(j + i * width),
+                            ys.append(100 * r["rel_error"]),
+                            es.append(100 * r["llc_se"] / r["reference"]),
+                        )
             ax.bar(xs, ys, width, yerr=es, color=colors[k], label=k)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cases))], cases, rotation=30, ha="right", fontsize=8)
@@ -97,7 +108,11 @@ def _agreement(rs: list[dict]) -> dict[str, str]:
     for r in ok:
         others = [o["llc"] for o in ok if o is not r]
         if len(others) >= 2:
-            med = sorted(others)[len(others) // 2] if len(others) % 2 else sum(sorted(others)[len(others) // 2 - 1:len(others) // 2 + 1]) / 2
+            med = (
+                sorted(others)[len(others) // 2]
+                if len(others) % 2
+                else sum(sorted(others)[len(others) // 2 - 1 : len(others) // 2 + 1]) / 2
+            )
             out[r["kernel"]] = f"{100 * (r['llc'] - med) / med:+.1f}% vs median of the other kernels ({med:.4g})"
     return out
 

@@ -36,8 +36,14 @@ def _virial_summary(virial: dict | None) -> dict | None:
         return None
     worst = virial["worst_group"]
     g = virial["groups"].get(worst, {"ratio": virial["ratio"], "se": virial["se"]})
-    return {"ratio": virial["ratio"], "se": virial["se"], "worst_group": worst, "worst_ratio": g["ratio"],
-            "worst_se": g["se"], "worst_z": virial["worst_z"]}
+    return {
+        "ratio": virial["ratio"],
+        "se": virial["se"],
+        "worst_group": worst,
+        "worst_ratio": g["ratio"],
+        "worst_se": g["se"],
+        "worst_z": virial["worst_z"],
+    }
 
 
 def tolerance(case: Case, target, result) -> tuple[float | None, float, float, str]:
@@ -64,8 +70,7 @@ def run_one(case: Case, kernel: str, target, profile: str, seed: int) -> dict[st
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", lh.LLCWarning)
-        result = lh.sample(target.loss_fn, target.params, target.data, kernel=kernel, key=seed,
-                           gamma=GAMMA, **settings)
+        result = lh.sample(target.loss_fn, target.params, target.data, kernel=kernel, key=seed, gamma=GAMMA, **settings)
     wall = time.perf_counter() - start
     ref, tol, bias, rule = tolerance(case, target, result)
     if ref is None:
@@ -79,15 +84,34 @@ def run_one(case: Case, kernel: str, target, profile: str, seed: int) -> dict[st
         rel_err = err / ref if ref else None
     running = np.cumsum(result.llc_trace, axis=1) / np.arange(1, result.num_draws + 1)
     return dict(
-        case=case.name, family=case.family, kernel=kernel, status=status,
-        lam=None if target.lam is None else float(target.lam), m=target.m,
-        reference=ref, llc=result.llc, llc_se=result.llc_se, rel_error=rel_err, tolerance=tol,
-        known_bias=bias, rule=rule, dim=target.dim, n=target.n, nbeta=result.nbeta, gamma=result.gamma,
-        wall_s=wall, compile_s=result.timings["compile_s"], run_s=result.timings["run_s"],
-        grad_evals=result.grad_evals, data_passes=result.data_passes,
-        ess=result.diagnostics.get("ess"), rhat=result.diagnostics.get("rhat"),
-        llc_cv=result.diagnostics.get("llc_cv"), llc_cv_se=result.diagnostics.get("llc_cv_se"),
-        llc_raw=result.diagnostics.get("llc_raw"), llc_source=result.diagnostics.get("llc_source"),
+        case=case.name,
+        family=case.family,
+        kernel=kernel,
+        status=status,
+        lam=None if target.lam is None else float(target.lam),
+        m=target.m,
+        reference=ref,
+        llc=result.llc,
+        llc_se=result.llc_se,
+        rel_error=rel_err,
+        tolerance=tol,
+        known_bias=bias,
+        rule=rule,
+        dim=target.dim,
+        n=target.n,
+        nbeta=result.nbeta,
+        gamma=result.gamma,
+        wall_s=wall,
+        compile_s=result.timings["compile_s"],
+        run_s=result.timings["run_s"],
+        grad_evals=result.grad_evals,
+        data_passes=result.data_passes,
+        ess=result.diagnostics.get("ess"),
+        rhat=result.diagnostics.get("rhat"),
+        llc_cv=result.diagnostics.get("llc_cv"),
+        llc_cv_se=result.diagnostics.get("llc_cv_se"),
+        llc_raw=result.diagnostics.get("llc_raw"),
+        llc_source=result.diagnostics.get("llc_source"),
         pareto_k=_max_or_none(result.diagnostics.get("pareto_k")),
         virial=_virial_summary(result.diagnostics.get("virial")),
         llc_per_chain=[float(x) for x in result.llc_per_chain],
@@ -103,9 +127,16 @@ def run(cases: list[Case], kernels: list[str], out: Path, *, profile: str, resum
     doc = records.load(path) if resume else {"meta": {}, "results": []}
     done = records.done_pairs(doc)
     doc["results"] = [r for r in doc["results"] if (r["case"], r["kernel"]) in done]
-    doc["meta"] = dict(profile=profile, x64=bool(jax.config.jax_enable_x64), jax=jax.__version__,
-                       lambda_hat=lh.__version__, machine=platform.platform(), cpus=jax.device_count(),
-                       started=time.strftime("%Y-%m-%d %H:%M:%S"), seed=seed)
+    doc["meta"] = dict(
+        profile=profile,
+        x64=bool(jax.config.jax_enable_x64),
+        jax=jax.__version__,
+        lambda_hat=lh.__version__,
+        machine=platform.platform(),
+        cpus=jax.device_count(),
+        started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        seed=seed,
+    )
     records.save(path, doc)
     total = sum(1 for c in cases for k in kernels if k not in c.skip_kernels)
     count = 0
@@ -124,11 +155,20 @@ def run(cases: list[Case], kernels: list[str], out: Path, *, profile: str, resum
                     target = case.build()
                 rec = run_one(case, kernel, target, profile, seed)
                 ref = "—" if rec["reference"] is None else f"{rec['reference']:.4g}"
-                print(f"λ̂ = {rec['llc']:.4g} ± {rec['llc_se']:.2g} (ref {ref}) {rec['status'].upper()} "
-                      f"[{rec['wall_s']:.1f} s]", flush=True)
+                print(
+                    f"λ̂ = {rec['llc']:.4g} ± {rec['llc_se']:.2g} (ref {ref}) {rec['status'].upper()} "
+                    f"[{rec['wall_s']:.1f} s]",
+                    flush=True,
+                )
             except Exception as err:  # recorded; the run goes on
-                rec = dict(case=case.name, family=case.family, kernel=kernel, status="error",
-                           error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+                rec = dict(
+                    case=case.name,
+                    family=case.family,
+                    kernel=kernel,
+                    status="error",
+                    error=f"{type(err).__name__}: {err}",
+                    traceback=traceback.format_exc(),
+                )
                 print(f"ERROR {type(err).__name__}: {err}", flush=True)
             doc["results"] = [r for r in doc["results"] if (r["case"], r["kernel"]) != (case.name, kernel)]
             doc["results"].append(rec)

@@ -8,8 +8,9 @@ all chains (vmapped) in one program; it returns a :class:`KernelOutput`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 
@@ -61,9 +62,7 @@ def positive_float(name: str, value: Any) -> float:
 
 def positive_int(name: str, value: Any, minimum: int = 1) -> int:
     """Check an integer option >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-        hasattr(value, "__index__")
-    ):
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (hasattr(value, "__index__")):
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     out = int(value)
     if out < minimum:

@@ -72,8 +72,7 @@ def check_inverse_mass_matrix(value: Any) -> float | tuple[float, ...] | None:
         )
     if arr.size == 0 or not bool(jnp.all(jnp.isfinite(arr) & (arr > 0))):
         raise ValueError(
-            "inverse_mass_matrix: expected finite entries > 0 (a diagonal inverse mass matrix), "
-            f"got {value!r}"
+            f"inverse_mass_matrix: expected finite entries > 0 (a diagonal inverse mass matrix), got {value!r}"
         )
     if arr.ndim == 0:
         return float(arr)
@@ -181,8 +180,12 @@ def _run_hmc_family(
             adapt = blackjax.window_adaptation(algorithm, logdensity, is_mass_matrix_diagonal=True, **common)
         else:  # M⁻¹ fixed: step-size-only (fast) windows throughout
             adapt = blackjax.adaptation.staged_adaptation.staged_adaptation(
-                algorithm, logdensity, metric="welford_diag", initial_inverse_mass_matrix=imm_given,
-                schedule_fn=lambda n: jnp.zeros((n, 2), jnp.int32), **common,
+                algorithm,
+                logdensity,
+                metric="welford_diag",
+                initial_inverse_mass_matrix=imm_given,
+                schedule_fn=lambda n: jnp.zeros((n, 2), jnp.int32),
+                **common,
             )
         (state, params), info = adapt.run(k, w0, num_steps=num_warmup)
         eps = jnp.asarray(params["step_size"], dtype)
@@ -210,7 +213,8 @@ def _run_hmc_family(
         zero_i = jnp.zeros((), jnp.int32)
         init = (state, jnp.zeros((), dtype), zero_i, zero_i, zero_i)
         (_, acc, div, steps, moves), (excess, virial, positions) = jax.lax.scan(
-            draw, init, jax.random.split(k_draw, num_draws))
+            draw, init, jax.random.split(k_draw, num_draws)
+        )
         params_ok = jnp.isfinite(eps) & (eps > 0) & jnp.all(jnp.isfinite(imm) & (imm > 0))
         valid = jnp.all(jnp.isfinite(excess)) & params_ok & (moves > 0)
         diag = {
@@ -254,9 +258,16 @@ def run_hmc(
     del batch_size  # full batch only (KernelSpec.minibatch=False)
     lo, hi = _jitter_bounds(num_integration_steps, jitter)
     return _run_hmc_family(
-        key, posterior, algorithm=_JitteredHMC, extra={"num_steps_low": lo, "num_steps_high": hi},
-        num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, step_size=step_size,
-        inverse_mass_matrix=inverse_mass_matrix, target_acceptance_rate=target_acceptance_rate,
+        key,
+        posterior,
+        algorithm=_JitteredHMC,
+        extra={"num_steps_low": lo, "num_steps_high": hi},
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        step_size=step_size,
+        inverse_mass_matrix=inverse_mass_matrix,
+        target_acceptance_rate=target_acceptance_rate,
         save_positions=save_positions,
     )
 
@@ -282,9 +293,16 @@ def run_nuts(
     """
     del batch_size
     return _run_hmc_family(
-        key, posterior, algorithm=blackjax.nuts, extra={"max_num_doublings": max_num_doublings},
-        num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, step_size=step_size,
-        inverse_mass_matrix=inverse_mass_matrix, target_acceptance_rate=target_acceptance_rate,
+        key,
+        posterior,
+        algorithm=blackjax.nuts,
+        extra={"max_num_doublings": max_num_doublings},
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        step_size=step_size,
+        inverse_mass_matrix=inverse_mass_matrix,
+        target_acceptance_rate=target_acceptance_rate,
         save_positions=save_positions,
     )
 

@@ -44,7 +44,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 
-from lambda_hat.kernels.base import boolean, KernelOutput, KernelSpec, positive_float
+from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float
 from lambda_hat.kernels.hmc import check_inverse_mass_matrix, inverse_mass_matrix_vector, optional_positive_float
 from lambda_hat.kernels.sgld import chain_keys
 from lambda_hat.posterior import LocalPosterior
@@ -102,6 +102,7 @@ def run_mclmc(
         imm_fixed = jnp.concatenate([imm_fixed, jnp.ones((1,), dtype)])
 
     if pad:
+
         def logdensity(x):
             return posterior.logdensity(x[:d]) - 0.5 * x[d] ** 2
 

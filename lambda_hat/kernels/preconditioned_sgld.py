@@ -73,8 +73,7 @@ class AdamSGLDState(NamedTuple):
 
 
 def adam_init(position: jax.Array) -> AdamSGLDState:
-    return AdamSGLDState(position, jnp.zeros_like(position), jnp.ones_like(position),
-                         jnp.zeros((), position.dtype))
+    return AdamSGLDState(position, jnp.zeros_like(position), jnp.ones_like(position), jnp.zeros((), position.dtype))
 
 
 def build_adam_kernel(*, beta1: float, alpha: float, stabilizer: float):
@@ -105,8 +104,23 @@ def _loss_and_grad(posterior: LocalPosterior, w, batch):
     return excess, grad
 
 
-def _run_preconditioned(key, posterior: LocalPosterior, kernel, init_fn, label, *, num_chains, num_draws, num_warmup,
-                        batch_size, step_size, stabilizer, freeze, progress, save_positions) -> KernelOutput:
+def _run_preconditioned(
+    key,
+    posterior: LocalPosterior,
+    kernel,
+    init_fn,
+    label,
+    *,
+    num_chains,
+    num_draws,
+    num_warmup,
+    batch_size,
+    step_size,
+    stabilizer,
+    freeze,
+    progress,
+    save_positions,
+) -> KernelOutput:
     """All chains vmapped in one lax.scan (the loop shared with SGLD); warmup dropped."""
     eps = jnp.asarray(step_size, posterior.dtype)
 
@@ -118,13 +132,25 @@ def _run_preconditioned(key, posterior: LocalPosterior, kernel, init_fn, label, 
 
     init_states = jax.vmap(init_fn)(jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim)))
     final, excess, virial, positions = run_chains(
-        key, posterior, init_states, chain_step, num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size,
-        label=label, progress=progress, save_positions=save_positions, position_of=lambda state: state.position)
+        key,
+        posterior,
+        init_states,
+        chain_step,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        batch_size=batch_size,
+        label=label,
+        progress=progress,
+        save_positions=save_positions,
+        position_of=lambda state: state.position,
+    )
     evals = jnp.full((num_chains,), num_warmup + num_draws)
     used = posterior.n if batch_size is None else batch_size
     p_last = 1 / (jnp.sqrt(final.second_moment) + stabilizer)  # the preconditioner in use at the end
     return KernelOutput(
-        excess_loss=excess, grad_evals=evals, data_passes=evals * (used / posterior.n),
+        excess_loss=excess,
+        grad_evals=evals,
+        data_passes=evals * (used / posterior.n),
         diagnostics={"precond_min": jnp.min(p_last, axis=-1), "precond_max": jnp.max(p_last, axis=-1)},
         extra={},
         positions=positions,
@@ -132,27 +158,79 @@ def _run_preconditioned(key, posterior: LocalPosterior, kernel, init_fn, label, 
     )
 
 
-def run_rmsprop_sgld(key, posterior: LocalPosterior, *, num_chains, num_draws, num_warmup, batch_size, step_size,
-                     alpha, stabilizer, freeze=True, progress=False, save_positions=False) -> KernelOutput:
+def run_rmsprop_sgld(
+    key,
+    posterior: LocalPosterior,
+    *,
+    num_chains,
+    num_draws,
+    num_warmup,
+    batch_size,
+    step_size,
+    alpha,
+    stabilizer,
+    freeze=True,
+    progress=False,
+    save_positions=False,
+) -> KernelOutput:
     """RMSProp-SGLD: P = 1/(√v + a), drift −nβ∇L_B − γ(w − w*)."""
     dtype = posterior.dtype
     kernel = build_kernel(alpha=jnp.asarray(alpha, dtype), stabilizer=jnp.asarray(stabilizer, dtype))
-    return _run_preconditioned(key, posterior, kernel, init, "rmsprop_sgld", num_chains=num_chains,
-                               num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size,
-                               step_size=step_size, stabilizer=stabilizer, freeze=freeze, progress=progress,
-                               save_positions=save_positions)
+    return _run_preconditioned(
+        key,
+        posterior,
+        kernel,
+        init,
+        "rmsprop_sgld",
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        batch_size=batch_size,
+        step_size=step_size,
+        stabilizer=stabilizer,
+        freeze=freeze,
+        progress=progress,
+        save_positions=save_positions,
+    )
 
 
-def run_adam_sgld(key, posterior: LocalPosterior, *, num_chains, num_draws, num_warmup, batch_size, step_size,
-                  beta1, alpha, stabilizer, freeze=True, progress=False, save_positions=False) -> KernelOutput:
+def run_adam_sgld(
+    key,
+    posterior: LocalPosterior,
+    *,
+    num_chains,
+    num_draws,
+    num_warmup,
+    batch_size,
+    step_size,
+    beta1,
+    alpha,
+    stabilizer,
+    freeze=True,
+    progress=False,
+    save_positions=False,
+) -> KernelOutput:
     """Adam-SGLD: P = 1/(√v + a), drift −m̂ − γ(w − w*) with m̂ the bias-corrected EMA of nβ∇L_B."""
     dtype = posterior.dtype
-    kernel = build_adam_kernel(beta1=jnp.asarray(beta1, dtype), alpha=jnp.asarray(alpha, dtype),
-                               stabilizer=jnp.asarray(stabilizer, dtype))
-    return _run_preconditioned(key, posterior, kernel, adam_init, "adam_sgld", num_chains=num_chains,
-                               num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size,
-                               step_size=step_size, stabilizer=stabilizer, freeze=freeze, progress=progress,
-                               save_positions=save_positions)
+    kernel = build_adam_kernel(
+        beta1=jnp.asarray(beta1, dtype), alpha=jnp.asarray(alpha, dtype), stabilizer=jnp.asarray(stabilizer, dtype)
+    )
+    return _run_preconditioned(
+        key,
+        posterior,
+        kernel,
+        adam_init,
+        "adam_sgld",
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        batch_size=batch_size,
+        step_size=step_size,
+        stabilizer=stabilizer,
+        freeze=freeze,
+        progress=progress,
+        save_positions=save_positions,
+    )
 
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:
@@ -164,9 +242,13 @@ def _check(options: dict[str, Any]) -> dict[str, Any]:
 
 
 RMSPROP_SGLD = KernelSpec(
-    name="rmsprop_sgld", run=run_rmsprop_sgld,
+    name="rmsprop_sgld",
+    run=run_rmsprop_sgld,
     options={"step_size": 1e-4, "alpha": 0.99, "stabilizer": 0.1, "freeze": True},
-    default_num_draws=2000, default_num_warmup=500, minibatch=True, check_options=_check,
+    default_num_draws=2000,
+    default_num_warmup=500,
+    minibatch=True,
+    check_options=_check,
     description="RMSProp-preconditioned SGLD (Hitchcock & Hoogland 2025); step ε/(√v + a) per coordinate",
     bias_advice="use a smaller step_size (the bias shrinks about linearly with ε) or a larger batch_size",
 )
@@ -178,9 +260,13 @@ def _check_adam(options: dict[str, Any]) -> dict[str, Any]:
 
 
 ADAM_SGLD = KernelSpec(
-    name="adam_sgld", run=run_adam_sgld,
+    name="adam_sgld",
+    run=run_adam_sgld,
     options={"step_size": 1e-4, "beta1": 0.9, "alpha": 0.99, "stabilizer": 0.1, "freeze": True},
-    default_num_draws=2000, default_num_warmup=500, minibatch=True, check_options=_check_adam,
+    default_num_draws=2000,
+    default_num_warmup=500,
+    minibatch=True,
+    check_options=_check_adam,
     description="Adam-preconditioned SGLD (Hitchcock & Hoogland 2025): drift m̂, step ε/(√v + a) per coordinate",
     bias_advice="use a smaller step_size (m̂ lags the gradient, a bias of order ε/(1 − beta1)), or rmsprop_sgld",
 )

@@ -80,14 +80,25 @@ def run_sgld(
     def chain_step(w, k_noise, batch, keep):
         (logp, excess), grad = excess_loss_and_grad(posterior, w, batch)
         w_new = kernel(k_noise, w, use_given_grad, grad, h)
-        accept = mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h) if keep and mala_acceptance else None
+        accept = (
+            mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h) if keep and mala_acceptance else None
+        )
         virial = posterior.virial_terms(w, -grad) if keep else None  # ∂U = −∇log p̂ at the draw
         return w_new, (excess, (accept, virial))
 
     init = jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim))
-    _, excess, (accept, virial), positions = run_chains(key, posterior, init, chain_step, num_draws=num_draws,
-                                           num_warmup=num_warmup, batch_size=batch_size, label="sgld",
-                                           progress=progress, save_positions=save_positions)
+    _, excess, (accept, virial), positions = run_chains(
+        key,
+        posterior,
+        init,
+        chain_step,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        batch_size=batch_size,
+        label="sgld",
+        progress=progress,
+        save_positions=save_positions,
+    )
     steps = num_warmup + num_draws
     evals = jnp.full((num_chains,), steps + (num_draws if mala_acceptance else 0))
     used = posterior.n if batch_size is None else batch_size
@@ -106,8 +117,20 @@ def run_sgld(
 KEY_CHUNK = 256  # steps whose keys are drawn in one vectorized split
 
 
-def run_chains(key, posterior, init_state, chain_step, *, num_draws, num_warmup, batch_size, label, progress,
-               save_positions=False, position_of=lambda state: state):
+def run_chains(
+    key,
+    posterior,
+    init_state,
+    chain_step,
+    *,
+    num_draws,
+    num_warmup,
+    batch_size,
+    label,
+    progress,
+    save_positions=False,
+    position_of=lambda state: state,
+):
     """The shared loop of the stochastic-gradient kernels: all chains vmapped in one lax.scan.
 
     ``chain_step(state, noise_key, batch, keep) -> (state, (excess, aux))`` is one chain's step;

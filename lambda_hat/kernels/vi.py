@@ -228,7 +228,8 @@ def run_vi(
     # the initial s (|A| ~ sqrt(nβ·a + γ)/sqrt(γ)); Adam moves ~lr per step, so they get their own rate.
     base = optax.multi_transform(
         {"logits": adam(learning_rate), "rho": adam(learning_rate), "loadings": adam(loading_learning_rate)},
-        ("logits", "rho", "loadings"))
+        ("logits", "rho", "loadings"),
+    )
     hvp = _hvp_fn(posterior)
 
     def logp_fn(k_batch):
@@ -268,8 +269,15 @@ def run_vi(
 
     def one_fit(chain_key):
         k_diag, k_init, k_opt, k_draw, k_probe = jax.random.split(chain_key, 5)
-        state = mfa.init(d, optax.chain(base, optax.scale(1.0)), num_components=num_components, rank=rank,
-                         rng_key=k_init, init_scale=init_scale(k_diag), dtype=dtype)
+        state = mfa.init(
+            d,
+            optax.chain(base, optax.scale(1.0)),
+            num_components=num_components,
+            rank=rank,
+            rng_key=k_init,
+            init_scale=init_scale(k_diag),
+            dtype=dtype,
+        )
 
         def run_block(c: _FitLoop) -> _FitLoop:
             state, t, phase, a_start, a_len = c.state, c.step, c.phase, c.anneal_start, c.anneal_len
@@ -293,7 +301,8 @@ def run_vi(
 
             zeros_d = jnp.zeros((d,), dtype)
             (state, g_sum, g_sq, o_sum, o_sq), (elbo, used, rej) = jax.lax.scan(
-                opt_step, (state, zeros_d, zeros_d, zero, zero), jnp.arange(block))
+                opt_step, (state, zeros_d, zeros_d, zero, zero), jnp.arange(block)
+            )
             buf = jax.lax.dynamic_update_slice(c.elbo_trace, elbo, (j * block,))
             t_new = jnp.minimum(t + block, cap)
             mean = jnp.nanmean(elbo)
@@ -314,10 +323,21 @@ def run_vi(
             phase = jnp.where(start_anneal, 1, phase)
             over = (t_new >= cap) | ((phase == 1) & ~start_anneal & (t_new >= a_start + a_len))
             over |= (phase == 1) & (a_len == 0)
-            return c._replace(state=state, step=t_new, phase=phase, anneal_start=a_start, anneal_len=a_len,
-                              elbo_mean=mean, elbo_var=var, searched=searched, elbo_trace=buf,
-                              rejected=c.rejected + jnp.sum(rej, dtype=jnp.int32), block=j + 1, passes=passes,
-                              round_over=over)
+            return c._replace(
+                state=state,
+                step=t_new,
+                phase=phase,
+                anneal_start=a_start,
+                anneal_len=a_len,
+                elbo_mean=mean,
+                elbo_var=var,
+                searched=searched,
+                elbo_trace=buf,
+                rejected=c.rejected + jnp.sum(rej, dtype=jnp.int32),
+                block=j + 1,
+                passes=passes,
+                round_over=over,
+            )
 
         def run_round(c: _FitLoop) -> _FitLoop:
             # One search and anneal (blocks until the anneal ends), then the final check on the draws
@@ -329,35 +349,66 @@ def run_vi(
             passed = virial_within(vs, grads, FINAL_VIRIAL_TOLERANCE, z_final)
             # a non-finite gradient at a draw flags the fit (below); new draws would only hide it
             retry = ~c.done & ~passed & jnp.all(jnp.isfinite(grads)) & (c.step < cap)
-            return c._replace(done=~retry, phase=jnp.where(retry, 0, c.phase),
-                              passes=jnp.where(retry, 0, c.passes), round=c.round + retry.astype(jnp.int32))
+            return c._replace(
+                done=~retry,
+                phase=jnp.where(retry, 0, c.phase),
+                passes=jnp.where(retry, 0, c.passes),
+                round=c.round + retry.astype(jnp.int32),
+            )
 
         zero_i = jnp.zeros((), jnp.int32)
         no_steps = jnp.asarray(num_warmup < 1)
-        loop = _FitLoop(state, zero_i, zero_i, zero_i, zero_i, zero, zero, jnp.zeros((), bool), no_steps,
-                        jnp.full((num_blocks * block,), jnp.nan, dtype), zero_i, zero_i, zero_i, zero_i, no_steps)
+        loop = _FitLoop(
+            state,
+            zero_i,
+            zero_i,
+            zero_i,
+            zero_i,
+            zero,
+            zero,
+            jnp.zeros((), bool),
+            no_steps,
+            jnp.full((num_blocks * block,), jnp.nan, dtype),
+            zero_i,
+            zero_i,
+            zero_i,
+            zero_i,
+            no_steps,
+        )
         loop = jax.lax.while_loop(lambda c: ~c.done, run_round, loop)
         state, steps_used, last_mean, buf = loop.state, loop.step, loop.elbo_mean, loop.elbo_trace
 
         # the last round's check draws (same key, same state): certified as checked
-        vs, excess, grads, log_weights, pareto_k = certify(jax.random.fold_in(k_draw, loop.round), posterior, state,
-                                                           num_draws)
+        vs, excess, grads, log_weights, pareto_k = certify(
+            jax.random.fold_in(k_draw, loop.round), posterior, state, num_draws
+        )
         virial = jax.vmap(lambda v, g: posterior.virial_terms(posterior.w_star + v, g))(vs, grads)
         r, se = coordinate_virial(vs, grads)
         deviation = jnp.abs(r - 1) / jnp.maximum(se, jnp.finfo(dtype).tiny)
         converged = virial_within(vs, grads, FINAL_VIRIAL_TOLERANCE, z_final)
         state_ok = jnp.all(jnp.isfinite(mfa.scales(state))) & jnp.all(jnp.isfinite(state.loadings))
         state_ok &= jnp.all(jnp.isfinite(state.logits))
-        out = {"excess": excess, "elbo": buf[:cap], "virial": virial, "log_weights": log_weights,
-               "pareto_k": pareto_k,
-               "weight_entropy": -jnp.sum(mfa.weights(state) * jax.nn.log_softmax(state.logits)),
-               "scale_min": jnp.min(mfa.scales(state)), "scale_max": jnp.max(mfa.scales(state)),
-               "final_elbo": last_mean, "rejected_steps": loop.rejected, "optimization_steps": steps_used,
-               "search_converged": loop.searched, "converged": converged, "fit_rounds": loop.round + 1,
-               "worst_coordinate": jnp.argmax(deviation), "worst_coordinate_ratio": r[jnp.argmax(deviation)],
-               "worst_coordinate_z": jnp.max(deviation),
-               # a fit whose evaluation draws hit a non-finite loss is flagged (excluded from λ̂)
-               "valid": state_ok & jnp.all(jnp.isfinite(excess))}
+        out = {
+            "excess": excess,
+            "elbo": buf[:cap],
+            "virial": virial,
+            "log_weights": log_weights,
+            "pareto_k": pareto_k,
+            "weight_entropy": -jnp.sum(mfa.weights(state) * jax.nn.log_softmax(state.logits)),
+            "scale_min": jnp.min(mfa.scales(state)),
+            "scale_max": jnp.max(mfa.scales(state)),
+            "final_elbo": last_mean,
+            "rejected_steps": loop.rejected,
+            "optimization_steps": steps_used,
+            "search_converged": loop.searched,
+            "converged": converged,
+            "fit_rounds": loop.round + 1,
+            "worst_coordinate": jnp.argmax(deviation),
+            "worst_coordinate_ratio": r[jnp.argmax(deviation)],
+            "worst_coordinate_z": jnp.max(deviation),
+            # a fit whose evaluation draws hit a non-finite loss is flagged (excluded from λ̂)
+            "valid": state_ok & jnp.all(jnp.isfinite(excess)),
+        }
         if save_positions:  # the evaluation draws from q, whose losses are the trace
             out["positions"] = posterior.w_star + vs
         if control_variate:
@@ -373,15 +424,32 @@ def run_vi(
     used = posterior.n if batch_size is None else batch_size
     prefit_evals = num_prefit_steps * samples_per_step
     # Hessian-vector products cost about two gradient evaluations each.
-    probes_hvps = num_probes + (num_components * rank + (d if d <= exact_trace_max_dim else num_probes)
-                                + num_draws if control_variate else 0)
+    probes_hvps = num_probes + (
+        num_components * rank + (d if d <= exact_trace_max_dim else num_probes) + num_draws if control_variate else 0
+    )
     # each round's final check draws num_draws full-batch gradients; the evaluation repeats the last
     check_evals = (res["fit_rounds"] + 1) * num_draws
     grad_evals = opt_evals + prefit_evals + 2 * probes_hvps + check_evals
     data_passes = (opt_evals + prefit_evals) * used / posterior.n + 2 * probes_hvps + check_evals
-    diagnostics = {k: res[k] for k in ("final_elbo", "weight_entropy", "scale_min", "scale_max", "rejected_steps",
-                                       "optimization_steps", "search_converged", "fit_rounds", "converged", "worst_coordinate",
-                                       "worst_coordinate_ratio", "worst_coordinate_z", "pareto_k", "valid")}
+    diagnostics = {
+        k: res[k]
+        for k in (
+            "final_elbo",
+            "weight_entropy",
+            "scale_min",
+            "scale_max",
+            "rejected_steps",
+            "optimization_steps",
+            "search_converged",
+            "fit_rounds",
+            "converged",
+            "worst_coordinate",
+            "worst_coordinate_ratio",
+            "worst_coordinate_z",
+            "pareto_k",
+            "valid",
+        )
+    }
     extra = {"elbo_trace": res["elbo"]}
     if control_variate:
         extra["excess_loss_cv"] = res["excess_cv"]
@@ -443,9 +511,19 @@ def _check(options: dict[str, Any]) -> dict[str, Any]:
 VI = KernelSpec(
     name="vi",
     run=run_vi,
-    options={"num_components": 4, "rank": 4, "learning_rate": 0.02, "loading_learning_rate": 0.3, "final_lr_fraction": 0.01,
-             "num_samples": 4, "control_variate": True, "num_probes": 16, "exact_trace_max_dim": 256,
-             "num_prefit_steps": 30, "check_every": 250},
+    options={
+        "num_components": 4,
+        "rank": 4,
+        "learning_rate": 0.02,
+        "loading_learning_rate": 0.3,
+        "final_lr_fraction": 0.01,
+        "num_samples": 4,
+        "control_variate": True,
+        "num_probes": 16,
+        "exact_trace_max_dim": 256,
+        "num_prefit_steps": 30,
+        "check_every": 250,
+    },
     default_num_draws=1000,
     default_num_warmup=20000,
     minibatch=True,

@@ -35,8 +35,8 @@ about εκ/4 = 1%.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -105,8 +105,14 @@ def _teacher_outputs(layers, x):
 
 def _check_widths(widths) -> list[int]:
     hs = list(widths) if isinstance(widths, Sequence) and not isinstance(widths, (str, bytes)) else None
-    if hs is None or len(hs) < 2 or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in hs):
-        raise ValueError(f"widths: expected a sequence of >= 2 positive integers (input, hidden..., output), got {widths!r}")
+    if (
+        hs is None
+        or len(hs) < 2
+        or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in hs)
+    ):
+        raise ValueError(
+            f"widths: expected a sequence of >= 2 positive integers (input, hidden..., output), got {widths!r}"
+        )
     return [int(h) for h in hs]
 
 
@@ -177,7 +183,9 @@ class _GaussNewton:
         return float(eigsh(op, k=1, which="LA", tol=1e-3, return_eigenvectors=False, v0=np.ones(self.dim))[0])
 
 
-def dln_origin_expected_llc(widths: Sequence[int], sigma_x: np.ndarray, nbeta: float, gamma: float, grid: int | None = None) -> float:
+def dln_origin_expected_llc(
+    widths: Sequence[int], sigma_x: np.ndarray, nbeta: float, gamma: float, grid: int | None = None
+) -> float:
     """Exact E[λ̂] at w* = 0 for a two-layer DLN (M, H, N) with min(H, N) <= 2 (float64 quadrature).
 
     With L_n = (1/N) tr(W_2ᵀ W_1ᵀ Σ_x W_1 W_2), L_n is a quadratic form in W_1 given W_2 with
@@ -223,8 +231,17 @@ def dln_origin_expected_llc(widths: Sequence[int], sigma_x: np.ndarray, nbeta: f
     return float(np.sum(w * value) / np.sum(w))
 
 
-def _build(widths: list[int], layers64: list[np.ndarray], layer_ranks: list[int], *, n: int, seed: int,
-           input_range: float, name: str, at_origin: bool) -> Target:
+def _build(
+    widths: list[int],
+    layers64: list[np.ndarray],
+    layer_ranks: list[int],
+    *,
+    n: int,
+    seed: int,
+    input_range: float,
+    name: str,
+    at_origin: bool,
+) -> Target:
     rng = np.random.default_rng([seed, 1])
     dtype = float_dtype()
     product64 = _product(layers64)
@@ -268,7 +285,9 @@ def _build(widths: list[int], layers64: list[np.ndarray], layer_ranks: list[int]
         info["local_lam"], info["lam_is_local"] = lc.lam, True
     elif d * widths[0] * widths[-1] <= _MAX_RANK_CHECK_SIZE:
         rank_here = gn.jacobian_rank()
-        generic = _GaussNewton(_teacher_layers(np.random.default_rng([seed, 2]), widths, list(widths)), sigma_x, widths[-1])
+        generic = _GaussNewton(
+            _teacher_layers(np.random.default_rng([seed, 2]), widths, list(widths)), sigma_x, widths[-1]
+        )
         rank_generic = generic.jacobian_rank()
         info["jacobian_rank"], info["generic_jacobian_rank"] = rank_here, rank_generic
         if rank_here == rank_generic:  # constant rank near w*: K is a rank-`rank_here` quadratic
@@ -276,11 +295,20 @@ def _build(widths: list[int], layers64: list[np.ndarray], layer_ranks: list[int]
             info["lam_is_local"] = info["local_lam"] == lc.lam
     expected = None
     if at_origin and len(widths) == 3 and min(widths[1], widths[2]) <= 2:
+
         def expected(nbeta: float, gamma: float) -> float:
             return dln_origin_expected_llc(widths, sigma_x, nbeta, gamma)
+
     return Target(
-        name=name, loss_fn=dln_loss, params=params, data=(x, y), n=n,
-        lam=lc.lam, m=lc.m, expected_llc_fn=expected, info=info,
+        name=name,
+        loss_fn=dln_loss,
+        params=params,
+        data=(x, y),
+        n=n,
+        lam=lc.lam,
+        m=lc.m,
+        expected_llc_fn=expected,
+        info=info,
     )
 
 
@@ -326,8 +354,9 @@ def deep_linear_network(
             layer_ranks[int(rng.integers(len(layer_ranks)))] = int(r)
         layers = _teacher_layers(rng, hs, layer_ranks)
     name = "dln_" + "-".join(map(str, hs)) + f"_r{r}" + ("_origin" if at_origin else "")
-    target = _build(hs, layers, layer_ranks, n=int(n), seed=seed, input_range=float(input_range), name=name,
-                    at_origin=at_origin)
+    target = _build(
+        hs, layers, layer_ranks, n=int(n), seed=seed, input_range=float(input_range), name=name, at_origin=at_origin
+    )
     if target.info["product_rank"] != r:  # pragma: no cover - a measure-zero event for Gaussian layers
         raise RuntimeError(f"teacher product has rank {target.info['product_rank']}, requested {r}")
     return target
@@ -380,7 +409,8 @@ def random_deep_linear_network(
         raise ValueError(f"n: expected an integer >= 2, got {n!r}")
     layers = _teacher_layers(np.random.default_rng([seed, bucket, 1]), widths, layer_ranks)
     name = f"dln_bucket{bucket}_seed{seed}"
-    target = _build(widths, layers, layer_ranks, n=int(n), seed=seed, input_range=float(input_range), name=name,
-                    at_origin=False)
+    target = _build(
+        widths, layers, layer_ranks, n=int(n), seed=seed, input_range=float(input_range), name=name, at_origin=False
+    )
     target.info["bucket"] = bucket
     return target

@@ -14,7 +14,7 @@ kernel must agree. ``info["hessian_eigenvalues"]`` (float64, of L_n at w*) gives
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

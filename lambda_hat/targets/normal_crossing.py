@@ -27,7 +27,7 @@ the target's ``expected_llc_fn``.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -122,7 +122,9 @@ def normal_crossing_expected_llc(
     """
     if not gamma > 0:
         raise ValueError(f"gamma: the normal-crossing oracle needs gamma > 0, got {gamma}")
-    return float(sum(_block_expected(b, float(c), float(nbeta), float(gamma), spacing) for b, c in zip(blocks, coefficients)))
+    return float(
+        sum(_block_expected(b, float(c), float(nbeta), float(gamma), spacing) for b, c in zip(blocks, coefficients))
+    )
 
 
 def _make_loss(blocks: list[list[int]]):

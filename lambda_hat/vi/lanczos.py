@@ -24,7 +24,8 @@ All functions are pure JAX (``jax.lax`` loops with static shapes): they can be w
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

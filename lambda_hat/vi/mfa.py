@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -229,9 +230,7 @@ def sample(rng_key: Array, state: MFAState, num_samples: int = 1) -> Array:
     return s * (lowrank + eps)
 
 
-def sample_component(
-    rng_key: Array, state: MFAState, component: int | Array, num_samples: int = 1
-) -> Array:
+def sample_component(rng_key: Array, state: MFAState, component: int | Array, num_samples: int = 1) -> Array:
     """Reparameterised draws from one component: v = s (.) (A_m z + eps), shape (num_samples, d).
 
     ``component`` may be a traced integer. Use it for stratified estimators
@@ -408,9 +407,7 @@ def init(
     s_min = jnp.reshape(s_min, ()).astype(dtype)
     rho = _inverse_softplus(s0 - s_min)
     logits = jnp.zeros((num_components,), dtype)
-    loadings = (init_loading_scale / math.sqrt(d)) * jax.random.normal(
-        rng_key, (num_components, d, rank), dtype
-    )
+    loadings = (init_loading_scale / math.sqrt(d)) * jax.random.normal(rng_key, (num_components, d, rank), dtype)
     opt_state = optimizer.init((logits, rho, loadings))
     zero = jnp.zeros((), dtype)
     return MFAState(logits, rho, loadings, opt_state, zero, zero, s_min)
@@ -442,9 +439,7 @@ def step(
     dtype = state.rho.dtype
     has_baseline = state.baseline_weight > 0
     b_prev = state.baseline / jnp.where(has_baseline, state.baseline_weight, 1)
-    grads, elbo_hat, elbo_se, b = _grad_estimate(
-        rng_key, state, logdensity_fn, num_samples, b_prev, has_baseline
-    )
+    grads, elbo_hat, elbo_se, b = _grad_estimate(rng_key, state, logdensity_fn, num_samples, b_prev, has_baseline)
     finite = jnp.isfinite(elbo_hat)
     for g in jax.tree.leaves(grads):
         finite &= jnp.all(jnp.isfinite(g))
