@@ -9,6 +9,7 @@ from importlib import metadata as _metadata
 from lambda_hat import targets, theory
 from lambda_hat.api import LLCWarning, sample
 from lambda_hat.calibrate import CalibrationResult, calibrate
+from lambda_hat.checkpoints import CheckpointResults, sample_checkpoints
 from lambda_hat.kernels import KERNELS
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
@@ -20,12 +21,14 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
 
 __all__ = [
     "CalibrationResult",
+    "CheckpointResults",
     "KERNELS",
     "calibrate",
     "LLCResult",
     "LLCWarning",
     "LocalPosterior",
     "sample",
+    "sample_checkpoints",
     "targets",
     "theory",
     "__version__",

@@ -7,7 +7,7 @@ import inspect
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -167,15 +167,89 @@ def sample(
     """
     spec = get_kernel(kernel)
     options = _merge_options(spec, kernel_options)
-    num_chains = positive_int("num_chains", num_chains)
-    num_draws = positive_int("num_draws", spec.default_num_draws if num_draws is None else num_draws, minimum=4)
-    num_warmup = positive_int("num_warmup", spec.default_num_warmup if num_warmup is None else num_warmup, minimum=0)
     rng_key = as_key(key)
     devices = resolve_devices(devices)
     loss_fn, params = adapt_model(loss_fn, params)
     posterior = LocalPosterior(
         loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size, mask=mask
     )
+    run = _run_settings(
+        spec, posterior, options, num_chains, num_draws, num_warmup, batch_size, progress, save_positions
+    )
+    if progress:
+        say(
+            f"{spec.name}: d = {posterior.dim}, n = {posterior.n}, {run.num_chains} chains × "
+            f"({run.num_warmup} warmup + {run.num_draws} draws)"
+            + (f" on {len(devices)} devices" if len(devices) > 1 else "")
+            + "; compiling ..."
+        )
+    plan, compile_s = _compiled_run(spec, rng_key, posterior, run.static, devices)
+    if progress:
+        say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
+    start = time.perf_counter()
+    out: KernelOutput = run_plan(plan, rng_key, posterior)
+    run_s = time.perf_counter() - start
+    if progress:
+        say(f"{spec.name}: sampled in {run_s:.1f} s")
+    grad_norm, stationarity_shift = (float(x) for x in _stationarity(posterior))
+    config = run.config(key=repr(key), beta=beta, posterior=posterior, masked=mask is not None, devices=len(devices))
+    return _assemble(spec, posterior, out, config, compile_s, run_s, grad_norm, stationarity_shift, run.exact_trace)
+
+
+class _RunSettings(NamedTuple):
+    """A kernel run's validated settings: the static arguments of its program and its config."""
+
+    spec: KernelSpec
+    options: dict[str, Any]
+    num_chains: int
+    num_draws: int
+    num_warmup: int
+    batch_size: int | None  # None: the full batch
+    save_positions: bool
+    static: dict[str, Any]
+
+    @property
+    def exact_trace(self) -> bool:
+        """The loss trace holds full-batch losses (not minibatch estimates)."""
+        return self.batch_size is None or not self.spec.minibatch
+
+    def config(self, *, key: str, beta: float | None, posterior: LocalPosterior, masked: bool, devices: int):
+        return dict(
+            kernel=self.spec.name,
+            key=key,
+            num_chains=self.num_chains,
+            num_draws=self.num_draws,
+            num_warmup=self.num_warmup,
+            beta=beta,
+            nbeta=float(posterior.nbeta),
+            gamma=float(posterior.gamma),
+            batch_size=self.batch_size,
+            n=posterior.n,
+            dim=posterior.dim,
+            masked=masked,
+            dtype=str(posterior.dtype),
+            devices=devices,
+            chunk_size=posterior.chunk_size,
+            save_positions=self.save_positions,
+            **self.options,
+        )
+
+
+def _run_settings(
+    spec: KernelSpec,
+    posterior: LocalPosterior,
+    options: dict[str, Any],
+    num_chains: Any,
+    num_draws: Any,
+    num_warmup: Any,
+    batch_size: Any,
+    progress: Any,
+    save_positions: Any,
+) -> _RunSettings:
+    """Check the run arguments of ``sample`` against the kernel and the posterior."""
+    num_chains = positive_int("num_chains", num_chains)
+    num_draws = positive_int("num_draws", spec.default_num_draws if num_draws is None else num_draws, minimum=4)
+    num_warmup = positive_int("num_warmup", spec.default_num_warmup if num_warmup is None else num_warmup, minimum=0)
     spec.check_posterior(posterior)
     if batch_size is not None:
         if not spec.minibatch:
@@ -197,61 +271,25 @@ def sample(
         static["progress"] = True
     if save_positions:
         static["save_positions"] = True
-    if progress:
-        say(
-            f"{spec.name}: d = {posterior.dim}, n = {posterior.n}, {num_chains} chains × "
-            f"({num_warmup} warmup + {num_draws} draws)"
-            + (f" on {len(devices)} devices" if len(devices) > 1 else "")
-            + "; compiling ..."
-        )
-    plan, compile_s = _compiled_run(spec, rng_key, posterior, static, devices)
-    if progress:
-        say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
-    start = time.perf_counter()
-    out: KernelOutput = run_plan(plan, rng_key, posterior)
-    run_s = time.perf_counter() - start
-    if progress:
-        say(f"{spec.name}: sampled in {run_s:.1f} s")
-    grad_norm, stationarity_shift = (float(x) for x in _stationarity(posterior))
-
-    config = dict(
-        kernel=spec.name,
-        key=repr(key),
-        num_chains=num_chains,
-        num_draws=num_draws,
-        num_warmup=num_warmup,
-        beta=beta,
-        nbeta=float(posterior.nbeta),
-        gamma=float(posterior.gamma),
-        batch_size=batch_size,
-        n=posterior.n,
-        dim=posterior.dim,
-        masked=mask is not None,
-        dtype=str(posterior.dtype),
-        devices=len(devices),
-        chunk_size=posterior.chunk_size,
-        save_positions=save_positions,
-        **options,
-    )
-    return _assemble(
-        spec,
-        posterior,
-        out,
-        config,
-        compile_s,
-        run_s,
-        grad_norm,
-        stationarity_shift,
-        exact_trace=batch_size is None or not spec.minibatch,
-    )
+    return _RunSettings(spec, options, num_chains, num_draws, num_warmup, batch_size, save_positions, static)
 
 
 _stationarity = jax.jit(LocalPosterior.stationarity)
 
 
 def _assemble(
-    spec, posterior, out: KernelOutput, config, compile_s, run_s, grad_norm, stationarity_shift, exact_trace: bool
+    spec,
+    posterior,
+    out: KernelOutput,
+    config,
+    compile_s,
+    run_s,
+    grad_norm,
+    stationarity_shift,
+    exact_trace: bool,
+    emit: bool = True,
 ) -> LLCResult:
+    """The LLCResult of one run (emit=False: its warnings are only recorded in ``warnings``)."""
     nbeta = float(posterior.nbeta)
     loss_star = float(posterior.loss_at_wstar)
     excess = np.asarray(out.excess_loss, dtype=np.float64)
@@ -359,7 +397,7 @@ def _assemble(
             f"λ̂ = {stats['llc']:.3g} < 0: draws fall below L_n(w*), so w* is not a local minimum "
             "of the loss (train further or check w*)"
         )
-    for message in messages:
+    for message in messages if emit else ():
         warnings.warn(message, LLCWarning, stacklevel=3)
     return LLCResult(
         llc=stats["llc"],

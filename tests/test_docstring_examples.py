@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-MODULES = ["lambda_hat.api", "lambda_hat.calibrate"]
+MODULES = ["lambda_hat.api", "lambda_hat.calibrate", "lambda_hat.checkpoints"]
 
 
 @pytest.mark.parametrize("name", MODULES)
