@@ -108,6 +108,7 @@ def sample(
     devices: Any = None,
     progress: bool = False,
     save_positions: bool = False,
+    warn_stationarity: bool = True,
     **kernel_options: Any,
 ) -> LLCResult:
     """Estimate the local learning coefficient λ(w*) of ``params`` = w*.
@@ -146,6 +147,9 @@ def sample(
             ``params`` with leaves of shape (num_chains, num_draws, leaf shape…): the points whose
             losses are ``result.loss_trace``). Off by default: it takes num_chains × num_draws × d
             numbers of memory, where the loss trace alone takes num_chains × num_draws.
+        warn_stationarity: warn when ‖∇L_n(w*)‖ shifts E[λ̂] noticeably (w* is not a minimum).
+            Turn it off for checkpoints known not to be minima (early in training); the shift is
+            still reported in ``diagnostics["stationarity_shift"]``.
         **kernel_options: options of the chosen kernel (e.g. ``step_size`` = ε for SGLD).
 
     Returns:
@@ -169,6 +173,8 @@ def sample(
     options = _merge_options(spec, kernel_options)
     rng_key = as_key(key)
     devices = resolve_devices(devices)
+    if not isinstance(warn_stationarity, bool):
+        raise ValueError(f"warn_stationarity: expected True or False, got {warn_stationarity!r}")
     loss_fn, params = adapt_model(loss_fn, params)
     posterior = LocalPosterior(
         loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size, mask=mask
@@ -193,7 +199,10 @@ def sample(
         say(f"{spec.name}: sampled in {run_s:.1f} s")
     grad_norm, stationarity_shift = (float(x) for x in _stationarity(posterior))
     config = run.config(key=repr(key), beta=beta, posterior=posterior, masked=mask is not None, devices=len(devices))
-    return _assemble(spec, posterior, out, config, compile_s, run_s, grad_norm, stationarity_shift, run.exact_trace)
+    return _assemble(
+        spec, posterior, out, config, compile_s, run_s, grad_norm, stationarity_shift, run.exact_trace,
+        warn_stationarity=warn_stationarity,
+    )  # fmt: skip
 
 
 class _RunSettings(NamedTuple):
@@ -288,6 +297,7 @@ def _assemble(
     stationarity_shift,
     exact_trace: bool,
     emit: bool = True,
+    warn_stationarity: bool = True,
 ) -> LLCResult:
     """The LLCResult of one run (emit=False: its warnings are only recorded in ``warnings``)."""
     nbeta = float(posterior.nbeta)
@@ -373,7 +383,7 @@ def _assemble(
         message = virial_message(virial, spec.name, spec.bias_advice, spec.virial_tolerance)
         if message:
             messages.append(message)
-    if abs(stationarity_shift) > max(0.02 * abs(stats["llc"]), stats["llc_se"]):
+    if warn_stationarity and abs(stationarity_shift) > max(0.02 * abs(stats["llc"]), stats["llc_se"]):
         messages.append(
             f"w* is not near-stationary: ‖∇L_n(w*)‖ = {grad_norm:.3g}, which shifts E[λ̂] by about "
             f"{stationarity_shift:+.3g}; train w* closer to a minimum"

@@ -221,6 +221,7 @@ def sample_checkpoints(
     group_size: int | None = None,
     progress: bool = False,
     save_positions: bool = False,
+    warn_stationarity: bool = True,
     **kernel_options: Any,
 ) -> CheckpointResults:
     """Estimate λ̂ at every checkpoint of a training run, in one compiled program.
@@ -231,7 +232,8 @@ def sample_checkpoints(
     the kernel's program is vmapped over checkpoints and compiled once.
 
     ``kernel``, ``key``, ``num_chains``, ``num_draws``, ``num_warmup``, ``beta``, ``nbeta``,
-    ``gamma``, ``batch_size``, ``chunk_size``, ``mask`` and ``save_positions`` are those of
+    ``gamma``, ``batch_size``, ``chunk_size``, ``mask``, ``save_positions`` and
+    ``warn_stationarity`` are those of
     :func:`lambda_hat.sample`, shared by every checkpoint.
 
     Args:
@@ -267,6 +269,8 @@ def sample_checkpoints(
     spec = get_kernel(kernel)
     options = _merge_options(spec, kernel_options)
     rng_key = as_key(key)
+    if not isinstance(warn_stationarity, bool):
+        raise ValueError(f"warn_stationarity: expected True or False, got {warn_stationarity!r}")
     trees = _as_list(checkpoints)
     from flax import nnx
 
@@ -333,7 +337,7 @@ def sample_checkpoints(
         config.update(checkpoint=k, step=float(steps[k]))
         result = _assemble(
             spec, posterior, out, config, compile_s if k == 0 else 0.0, seconds, grad_norm, shift,
-            run.exact_trace, emit=False,
+            run.exact_trace, emit=False, warn_stationarity=warn_stationarity,
         )  # fmt: skip
         results.append(result)
     _warn_once_per_cause(results, steps)

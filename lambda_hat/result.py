@@ -143,6 +143,7 @@ class LLCResult:
             f"LLC estimate ({self.kernel}): λ̂ = {self.llc:.4g} ± {self.llc_se:.2g} (MCSE)",
             f"  chains × draws: {self.num_chains} × {self.num_draws}"
             f"   valid chains: {int(np.sum(self.valid_chains))}/{self.num_chains}",
+            "  " + self._settings_line(),
             "  per chain: " + ", ".join(f"{x:.4g}" for x in np.asarray(self.llc_per_chain)),
             f"  nβ = {self.nbeta:.4g}   γ = {self.gamma:.4g}   L_n(w*) = {self.loss_at_wstar:.6g}"
             f"   ‖∇L_n(w*)‖ = {d.get('grad_norm_at_wstar', float('nan')):.2e}",
@@ -177,6 +178,21 @@ class LLCResult:
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return "\n".join(lines)
+
+    def _settings_line(self) -> str:
+        """Step size, batch, warmup and the sampled dimension, from ``config``."""
+        c = self.config
+        parts = []
+        if c.get("step_size") is not None:
+            parts.append(f"ε = {c['step_size']:.3g}")
+        n = c.get("n")
+        batch = c.get("batch_size")
+        parts.append(f"batch = {'full' if batch is None else batch}" + (f" of n = {n}" if n is not None else ""))
+        if c.get("num_warmup") is not None:
+            parts.append(f"warmup = {c['num_warmup']}")
+        if c.get("dim") is not None:
+            parts.append(f"sampled weights d = {c['dim']}" + (" (masked)" if c.get("masked") else ""))
+        return "   ".join(parts)
 
     def __str__(self) -> str:
         return self.summary()

@@ -47,6 +47,14 @@ def test_sgld_checkpoints_equal_separate_calls_bit_for_bit_and_compile_once():
         again = lh.sample_checkpoints(TARGET.loss_fn, CHECKPOINTS[:3], TARGET.data, key=3, group_size=3, **SGLD)
     assert again.compile_s == 0
     np.testing.assert_array_equal(again[1].llc_trace, runs[1].llc_trace)
+    # turned off per call: no stationarity warning, the shift still in the diagnostics
+    with warnings.catch_warnings(record=True) as quiet:
+        warnings.simplefilter("always", LLCWarning)
+        off = lh.sample_checkpoints(
+            TARGET.loss_fn, CHECKPOINTS[:3], TARGET.data, key=3, group_size=3, warn_stationarity=False, **SGLD
+        )
+    assert not any("near-stationary" in str(w.message) for w in quiet)
+    assert off[2].diagnostics["stationarity_shift"] == runs[2].diagnostics["stationarity_shift"] != 0
 
 
 def test_stacked_pytree_equals_list_of_checkpoints():

@@ -1,6 +1,8 @@
 """flax linen params, flax nnx modules/state and equinox-style pytrees all work in sample(),
 and give the exact λ on a linear model (a Dense layer without bias is linear regression)."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,6 +87,14 @@ def test_warns_when_wstar_is_not_stationary(target):
         r = lh.sample(target.loss_fn, shifted, target.data, **{**KW, "num_draws": 500})
     assert r.diagnostics["stationarity_shift"] < 0
     assert r.diagnostics["grad_norm_at_wstar"] > 1e-2
+    # warn_stationarity=False: the same run without that warning; the shift is still reported
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", lh.LLCWarning)
+        quiet = lh.sample(target.loss_fn, shifted, target.data, warn_stationarity=False, **{**KW, "num_draws": 500})
+    assert not any("near-stationary" in str(w.message) for w in caught)
+    assert quiet.diagnostics["stationarity_shift"] == r.diagnostics["stationarity_shift"]
+    with pytest.raises(ValueError, match="warn_stationarity: expected True or False"):
+        lh.sample(target.loss_fn, shifted, target.data, warn_stationarity="no")
 
 
 def test_warns_when_draws_fall_below_wstar_and_llc_negative():
