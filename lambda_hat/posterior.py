@@ -15,7 +15,7 @@ function therefore recompiles only when shapes, dtypes or the loss function chan
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -69,6 +69,40 @@ def _cast_data(data: Any, dtype: jnp.dtype) -> Any:
     return jax.tree_util.tree_map_with_path(cast, data)
 
 
+def _key_name(entry: Any) -> Any:
+    """The dict key, attribute name or index of one path entry of jax.tree_util."""
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return getattr(entry, attr)
+    return entry
+
+
+def _prefix_value(mask: Any, path: tuple) -> Any:
+    """The mask's value for the parameter leaf at ``path``: walk the mask's dicts along the path;
+    a key the mask does not name is False, and a non-dict value covers its whole subtree."""
+    node = mask
+    for entry in path:
+        if not isinstance(node, Mapping):
+            return node
+        node = node.get(_key_name(entry), False)
+    return node
+
+
+def _check_mask_keys(mask: Mapping, params: Any, where: str) -> None:
+    """Every key a prefix mask names exists in params at that place."""
+    if not isinstance(params, Mapping):
+        raise ValueError(
+            f"mask: a dict at {where or '<root>'}, where params holds {type(params).__name__}; a dict mask "
+            "names subtrees of dict params"
+        )
+    unknown = [k for k in mask if k not in params]
+    if unknown:
+        raise ValueError(f"mask: {unknown} at {where or '<root>'} not in params (its keys there: {list(params)})")
+    for k, sub in mask.items():
+        if isinstance(sub, Mapping):
+            _check_mask_keys(sub, params[k], f"{where}[{k!r}]")
+
+
 def _mask_indices(mask: Any, params: Any, spec: FlatSpec) -> np.ndarray:
     """Flat indices of the sampled weights selected by ``mask`` (see LocalPosterior)."""
     path_leaves = jax.tree_util.tree_flatten_with_path(params)[0]
@@ -83,11 +117,15 @@ def _mask_indices(mask: Any, params: Any, spec: FlatSpec) -> np.ndarray:
                 )
             flags.append(np.full(int(np.prod(shape)), bool(chosen)))
     else:
-        try:
-            # None counts as a leaf here (it would silently drop out otherwise and shift the flags)
-            mask_leaves = jax.tree.leaves(jax.tree.map(lambda _, m: m, params, mask), is_leaf=lambda x: x is None)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"mask: expected a pytree of booleans with the structure of params ({err})") from None
+        if isinstance(mask, Mapping):  # a prefix: dicts name subtrees, missing keys are False
+            _check_mask_keys(mask, params, "")
+            mask_leaves = [_prefix_value(mask, path) for path, _ in path_leaves]
+        else:
+            try:
+                # None counts as a leaf here (it would silently drop out otherwise and shift the flags)
+                mask_leaves = jax.tree.leaves(jax.tree.map(lambda _, m: m, params, mask), is_leaf=lambda x: x is None)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"mask: expected a pytree of booleans with the structure of params ({err})") from None
         flags = []
         if len(mask_leaves) != len(path_leaves):
             raise ValueError(
@@ -160,11 +198,15 @@ class LocalPosterior:
         gamma: localization strength γ >= 0.
         chunk_size: the full-batch loss L_n is evaluated in chunks of this many examples so
             memory stays bounded for large n.
-        mask: restrict sampling to some weights (the weight-restricted LLC): a pytree of
-            booleans shaped like ``params`` (leaves broadcastable to each parameter's shape, or
-            Python bools), or a predicate ``mask(path: str, leaf) -> bool`` selecting whole
-            leaves by their path (e.g. ``lambda path, leaf: "Dense_1" in path``). Unselected
-            weights stay at w*; the localizer acts on the selected ones only.
+        mask: restrict sampling to some weights (the weight-restricted LLC). One of:
+            a pytree of booleans shaped like ``params`` (leaves broadcastable to each
+            parameter's shape, or Python bools); for dict params, a *prefix* dict naming
+            subtrees, where a key left out is False and a bool covers its whole subtree (e.g.
+            ``{"params": {"dense1": True}}`` samples the layer dense1 only); or a predicate
+            ``mask(path, leaf) -> bool`` called once per parameter leaf with the leaf's path as
+            the string ``jax.tree_util.keystr`` gives (e.g. ``"['params']['dense1']['kernel']"``;
+            so ``lambda path, leaf: "dense1" in path``). Unselected weights stay at w*; the
+            localizer acts on the selected ones only.
     """
 
     def __init__(

@@ -188,10 +188,16 @@ POSTERIOR_BAD = [
     ),
     ("string mask", dict(mask="abc"), ValueError, r"mask: leaf <root> is 'abc' .* expected booleans"),
     (
-        "mask with a missing leaf",
-        dict(params=P2, loss_fn=mse2, mask={"a": True}),
+        "mask naming a key params lack",
+        dict(params=P2, loss_fn=mse2, mask={"a": True, "c": True}),
         ValueError,
-        r"mask: expected a pytree of booleans with the structure of params",
+        r"mask: \['c'\] at <root> not in params \(its keys there: \['a', 'b'\]\)",
+    ),
+    (
+        "dict mask for non-dict params",
+        dict(mask={"a": True}),
+        ValueError,
+        r"mask: a dict at <root>, where params holds",
     ),
     (
         "mask with a None leaf",
