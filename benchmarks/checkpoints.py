@@ -27,17 +27,9 @@ import numpy as np
 import optax
 
 import lambda_hat as lh
+from benchmarks.problems import tanh_mlp_apply as apply
 
 SIZES = [(16, 64), (64, 32), (32, 1)]
-
-
-def apply(params, x):
-    h = x
-    for i, (w, b) in enumerate(params):
-        h = h @ w + b
-        if i < len(params) - 1:
-            h = jnp.tanh(h)
-    return h
 
 
 def loss_fn(params, batch):

@@ -75,18 +75,29 @@ def _compiled_run(
 ) -> tuple[ChainPlan, float]:
     """AOT-compile the kernel's run for these shapes, settings and devices, cached across calls
     (one program per device when the chains are split over several; see lambda_hat.sharding)."""
-    leaves, treedef = jax.tree.flatten(posterior)
-    avals = tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
+    treedef, avals = _avals(posterior)
     cache_key = (spec.name, tuple(sorted(static.items())), treedef, avals, tuple(d.id for d in devices))
+    return _cached(cache_key, lambda: compile_plan(spec.run, static, key, posterior, devices))
+
+
+def _avals(tree: Any) -> tuple[Any, tuple]:
+    """(treedef, leaf shapes and dtypes): what a compiled program is specialised to."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
+
+
+def _cached(cache_key: Any, build: Callable[[], Any]) -> tuple[Any, float]:
+    """The compiled program under ``cache_key``, built (and timed) on first use; the cache keeps
+    the newest _COMPILED_MAX programs."""
     if cache_key in _COMPILED:
         return _COMPILED[cache_key], 0.0
     start = time.perf_counter()
-    plan = compile_plan(spec.run, static, key, posterior, devices)
+    program = build()
     elapsed = time.perf_counter() - start
     if len(_COMPILED) >= _COMPILED_MAX:
         _COMPILED.pop(next(iter(_COMPILED)))
-    _COMPILED[cache_key] = plan
-    return plan, elapsed
+    _COMPILED[cache_key] = program
+    return program, elapsed
 
 
 def sample(

@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lambda_hat.api import (
-    _COMPILED,
-    _COMPILED_MAX,
     LLCWarning,
     _assemble,
+    _avals,
+    _cached,
     _merge_options,
     _run_settings,
     _stationarity,
@@ -298,21 +298,12 @@ def sample_checkpoints(
         ks = ks + [ks[-1]] * (group - len(ks))  # pad the last group with copies of its final checkpoint
         return _stack([keys[k] for k in ks]), _stack([posteriors[k] for k in ks])
 
-    leaves, treedef = jax.tree.flatten(pick([0])[1])
-    avals = tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
+    treedef, avals = _avals(pick([0])[1])
     cache_key = ("checkpoints", spec.name, tuple(sorted(run.static.items())), treedef, avals, group)
-    compile_s = 0.0
     if progress:
         say(f"{spec.name}: {num} checkpoints in groups of {group}, d = {posteriors[0].dim}; compiling ...")
-    if cache_key not in _COMPILED:
-        start = time.perf_counter()
-        program = jax.jit(jax.vmap(block_program(spec.run, run.static), in_axes=(0, 0, None)))
-        compiled = program.lower(*pick([0]), jnp.int32(0)).compile()
-        compile_s = time.perf_counter() - start
-        if len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[cache_key] = compiled
-    compiled = _COMPILED[cache_key]
+    program = jax.jit(jax.vmap(block_program(spec.run, run.static), in_axes=(0, 0, None)))
+    compiled, compile_s = _cached(cache_key, lambda: program.lower(*pick([0]), jnp.int32(0)).compile())
     if progress:
         say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
 
