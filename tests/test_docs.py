@@ -17,3 +17,25 @@ def test_doc_examples_run(page, capsys):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exec(compile(block, str(page), "exec"), namespace)
+
+
+def test_kernel_tables_match_the_registry():
+    """docs/kernels.md lists every kernel with every option and its default, and the defaults of
+    num_draws and num_warmup, as the registry (lambda_hat.KERNELS) has them."""
+    import lambda_hat as lh
+
+    text = (DOCS / "kernels.md").read_text()
+    for name, spec in lh.KERNELS.items():
+        rows = [line for line in text.splitlines() if line.startswith(f"| `{name}` |")]
+        assert len(rows) == 2, (name, rows)  # the options table and the draws/warmup table
+        options_row, counts_row = rows
+        for option, default in spec.options.items():
+            assert f"`{option}`" in options_row, (name, option)
+            if default is not None:
+                shown = re.search(rf"`{option}`[^(|]*\(([^)]*)\)", options_row)
+                assert shown, (name, option, default)
+                value = shown.group(1)
+                ok = value == str(default) if isinstance(default, bool) else float(value) == float(default)
+                assert ok, (name, option, default, value)
+        cells = [c.strip() for c in counts_row.strip("|").split("|")]
+        assert cells[1:] == [str(spec.default_num_draws), str(spec.default_num_warmup)], (name, cells)
