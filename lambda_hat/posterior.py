@@ -300,12 +300,18 @@ class LocalPosterior:
         return obj
 
     def replace(self, **leaves: Any) -> LocalPosterior:
-        """A copy with some leaves replaced (e.g. ``nbeta=...`` inside a vmapped sweep)."""
+        """A copy with ``nbeta`` and/or ``gamma`` replaced (e.g. inside a vmapped sweep).
+
+        Nothing else can be replaced: new data change n and L_n(w*), which the posterior computed
+        at construction, so they need a new LocalPosterior."""
         obj = object.__new__(type(self))
         obj.__dict__.update(self.__dict__)
         for name, value in leaves.items():
-            if name not in ("data", "nbeta", "gamma"):
-                raise ValueError(f"{name}: not a replaceable leaf of LocalPosterior")
+            if name not in ("nbeta", "gamma"):
+                raise ValueError(
+                    f"{name}: not a replaceable leaf of LocalPosterior (only nbeta and gamma; for new data or "
+                    "params, construct a new LocalPosterior, which recomputes n and L_n(w*))"
+                )
             setattr(obj, name, value)
         return obj
 
@@ -424,10 +430,6 @@ class LocalPosterior:
         """A minibatch of ``batch_size`` examples drawn uniformly with replacement."""
         idx = jax.random.randint(key, (batch_size,), 0, self.n)
         return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), self.data)
-
-    def loss_grad_norm_at_wstar(self) -> jax.Array:
-        """‖∇L_n(w*)‖: near zero when w* is a stationary point."""
-        return jnp.linalg.norm(jax.grad(self.full_loss)(self.w_star))
 
     def stationarity(self) -> tuple[jax.Array, jax.Array]:
         """(‖g‖, estimated shift of E[λ̂] caused by g), g = ∇L_n(w*).

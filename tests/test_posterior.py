@@ -65,3 +65,17 @@ def test_ravel_roundtrip_preserves_structure():
     back = spec.unravel(flat)
     chex.assert_trees_all_close(back, jax.tree.map(lambda x: x.astype(flat.dtype), params))
     assert hash(spec) == hash(ravel(params)[1])
+
+
+def test_replace_changes_only_the_temperature_and_localization():
+    t = linear_regression(d=3, n=50, seed=2)
+    post = LocalPosterior(t.loss_fn, t.params, t.data, nbeta=10.0, gamma=2.0)
+    hot = post.replace(nbeta=jnp.asarray(5.0, post.dtype), gamma=jnp.asarray(1.0, post.dtype))
+    w = post.w_star + 0.2
+    expected = -5.0 * (post.full_loss(w) - post.loss_at_wstar) - 0.5 * jnp.sum((w - post.w_star) ** 2)
+    np.testing.assert_allclose(hot.logdensity(w), expected, rtol=1e-5)
+    assert float(post.nbeta) == 10.0  # the original is unchanged
+    # new data would change n and L_n(w*), which were computed at construction
+    other = linear_regression(d=3, n=80, seed=3)
+    with pytest.raises(ValueError, match="data: not a replaceable leaf of LocalPosterior .*construct a new"):
+        post.replace(data=other.data)
