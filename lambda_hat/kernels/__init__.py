@@ -1,4 +1,5 @@
-"""Kernel registry. Every BlackJAX call in lambda_hat lives in this package."""
+"""Kernel registry. Every BlackJAX sampler call in lambda_hat lives in this package (lambda_hat.vi.mfa
+only returns its algorithm in BlackJAX's VIAlgorithm container, so it works with BlackJAX code)."""
 
 from __future__ import annotations
 

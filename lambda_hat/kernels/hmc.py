@@ -50,7 +50,7 @@ import jax.numpy as jnp
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 
 from lambda_hat.kernels.base import KernelOutput, KernelSpec, positive_float, positive_int, probability
-from lambda_hat.kernels.sgld import chain_keys
+from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.posterior import LocalPosterior
 
 

@@ -45,8 +45,8 @@ import jax
 import jax.numpy as jnp
 
 from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float
+from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.kernels.hmc import check_inverse_mass_matrix, inverse_mass_matrix_vector, optional_positive_float
-from lambda_hat.kernels.sgld import chain_keys
 from lambda_hat.posterior import LocalPosterior
 
 _FRAC = 0.1  # BlackJAX's default frac_tune1 = frac_tune2 = frac_tune3

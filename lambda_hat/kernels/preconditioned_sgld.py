@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float, probability
-from lambda_hat.kernels.sgld import run_chains
+from lambda_hat.kernels.chains import run_chains
 from lambda_hat.posterior import LocalPosterior
 
 

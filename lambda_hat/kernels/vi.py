@@ -77,7 +77,7 @@ import optax
 from blackjax.diagnostics import psis_weights
 
 from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float, positive_int, probability
-from lambda_hat.kernels.sgld import chain_keys
+from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.vi import mfa
 

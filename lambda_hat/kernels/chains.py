@@ -1,0 +1,84 @@
+"""The chains of every kernel: per-chain keys, and the vmapped scan loop of the
+stochastic-gradient kernels (SGLD, RMSProp-SGLD, Adam-SGLD)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from lambda_hat.progress import tick
+from lambda_hat.sharding import chain_index
+
+
+def chain_keys(key: jax.Array, num_chains: int) -> jax.Array:
+    """Per-chain keys: chain c gets fold_in(key, c), independent of num_chains and of how the
+    chains are split over devices (c is the global chain index)."""
+    return jax.vmap(lambda c: jax.random.fold_in(key, c))(chain_index(num_chains))
+
+
+KEY_CHUNK = 256  # steps whose keys are drawn in one vectorized split
+
+
+def run_chains(
+    key,
+    posterior,
+    init_state,
+    chain_step,
+    *,
+    num_draws,
+    num_warmup,
+    batch_size,
+    label,
+    progress,
+    save_positions=False,
+    position_of=lambda state: state,
+):
+    """The shared loop of the stochastic-gradient kernels: all chains vmapped in one lax.scan.
+
+    ``chain_step(state, noise_key, batch, keep) -> (state, (excess, aux))`` is one chain's step;
+    ``keep`` (a Python bool) is False during warmup; ``batch`` is None for the full batch.
+    Randomness: chain c's phase p (0 = warmup, 1 = draws) has key k = fold_in(fold_in(key, c), p);
+    its steps come in chunks of KEY_CHUNK, and chunk j's (minibatch, noise) keys are
+    split(fold_in(k, j), (KEY_CHUNK, 2)) — one vectorized hash per chunk instead of two per step.
+    Returns (final states, excess (chains, draws), aux (draws, chains, ...), positions) for the
+    kept draws; positions (chains, draws, d) are ``position_of(state)`` before each kept step (the
+    points whose losses are ``excess``) when ``save_positions``, else None.
+    """
+    num_chains = jax.tree.leaves(init_state)[0].shape[0]
+    keys = chain_keys(key, num_chains)
+    steps = num_warmup + num_draws
+
+    def one(state, step_keys, keep):
+        batch = None if batch_size is None else posterior.sample_batch(step_keys[0], batch_size)
+        new, out = chain_step(state, step_keys[1], batch, keep)
+        return new, (out, position_of(state) if keep and save_positions else None)
+
+    def phase(states, phase_index, start, length, keep):
+        phase_keys = jax.vmap(lambda k: jax.random.fold_in(k, phase_index))(keys)
+        full, rest = divmod(length, KEY_CHUNK)
+
+        def chunk(states, j, size):
+            chunk_keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, j), (KEY_CHUNK, 2)))(phase_keys)
+            chunk_keys = jnp.swapaxes(chunk_keys, 0, 1)[:size]  # (size, chains, 2)
+
+            def body(states, xs):
+                i, step_keys = xs
+                tick(start + j * KEY_CHUNK + i, steps, label, progress)
+                return jax.vmap(one, in_axes=(0, 0, None))(states, step_keys, keep)
+
+            return jax.lax.scan(body, states, (jnp.arange(size), chunk_keys))
+
+        outs = []
+        if full:
+            states, out = jax.lax.scan(lambda st, j: chunk(st, j, KEY_CHUNK), states, jnp.arange(full))
+            outs.append(jax.tree.map(lambda x: x.reshape((full * KEY_CHUNK,) + x.shape[2:]), out))
+        if rest:
+            states, out = chunk(states, full, rest)
+            outs.append(out)
+        return states, jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
+
+    states = init_state
+    if num_warmup:
+        states, _ = phase(states, 0, 0, num_warmup, False)
+    states, ((excess, aux), positions) = phase(states, 1, num_warmup, num_draws, True)
+    return states, excess.T, aux, None if positions is None else jnp.swapaxes(positions, 0, 1)
