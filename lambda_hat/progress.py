@@ -29,8 +29,12 @@ def _report(t, total, label):
     if t == 0:
         _START[label] = now
         start = now
-    rate = t / (now - start) if now > start else float("nan")
-    say(f"{label}: step {t}/{total} ({100 * t / max(total, 1):.0f}%, {rate:,.0f} steps/s)")
+    head = f"{label}: step {t}/{total} ({100 * t / max(total, 1):.0f}%"
+    if t > 0 and now > start:  # no rate (and no "nan steps/s") before the first interval
+        rate = t / (now - start)
+        eta = (total - 1 - t) / rate
+        head += f", {rate:,.0f} steps/s, ~{eta:.0f} s left"
+    say(head + ")")
 
 
 def tick(t: jax.Array, total: int, label: str, enabled: bool) -> None:

@@ -70,3 +70,5 @@ def test_progress_is_shown_when_asked_and_quiet_otherwise(capfd):
     jax.effects_barrier()
     err = capfd.readouterr().err
     assert "compiling" in err and "sampled in" in err and "sgld: step 119/120" in err
+    assert "nan" not in err  # the first report (step 0) has no rate yet
+    assert "steps/s, ~" in err and "s left" in err  # later ones give the rate and the time left
