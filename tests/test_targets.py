@@ -27,7 +27,13 @@ from lambda_hat.targets import (
     sample_dln_architecture,
     tiny_mlp,
 )
-from lambda_hat.targets.dln import _GaussNewton, dln_product
+from lambda_hat.targets.dln import (
+    _GaussNewton,
+    _teacher_layers,
+    dln_product,
+    generic_product_jacobian_rank,
+    product_jacobian_rank,
+)
 
 EPS = float(np.finfo(float_dtype()).eps)
 
@@ -304,3 +310,36 @@ def test_tiny_mlp():
     assert eigs[0] >= -1e-4 * eigs[-1]
     assert t.info["train_loss"] < 0.01  # ≈ noise²/2 = 0.005: the student fits the teacher
     assert t.info["train_seconds"] < 20  # seconds on a loaded CI core; typically ~2 s
+
+
+def _dense_jacobian_rank(layers) -> int:
+    """Rank of the Jacobian of the product map from its d columns (the closed form's reference)."""
+    gn = _GaussNewton(layers, np.eye(layers[0].shape[0]), layers[-1].shape[1])
+    cols = np.stack([gn.d(e).ravel() for e in np.eye(gn.dim)], axis=1)
+    return int(np.linalg.matrix_rank(cols))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_product_jacobian_rank_closed_form_matches_the_dense_jacobian(seed):
+    """The flag formula Σ (u_s − u_{s+1}) v_s against the rank of the explicit Jacobian, on random
+    architectures with random per-layer rank cuts (including zero layers), and the generic rank
+    against full-rank Gaussian layers."""
+    rng = np.random.default_rng(seed)
+    widths = [int(h) for h in rng.integers(1, 6, size=int(rng.integers(3, 6)))]
+    ranks = [int(rng.integers(0, min(a, b) + 1)) for a, b in zip(widths[:-1], widths[1:])]
+    layers = _teacher_layers(rng, widths, ranks)
+    assert product_jacobian_rank(layers) == _dense_jacobian_rank(layers)
+    full = _teacher_layers(rng, widths, list(widths))
+    assert generic_product_jacobian_rank(widths) == _dense_jacobian_rank(full) == product_jacobian_rank(full)
+
+
+def test_local_lambda_is_known_at_every_size():
+    """The closed-form rank gives the local λ (or says it is unknown) for 1e4-parameter teachers,
+    where an explicit Jacobian would have d·H_1·H_{L+1} ≈ 1e7–1e8 entries."""
+    t = random_deep_linear_network(10_000, seed=0, n=50)
+    info = t.info
+    assert info["jacobian_rank"] <= info["generic_jacobian_rank"] <= t.dim
+    if info["jacobian_rank"] == info["generic_jacobian_rank"]:
+        assert info["local_lam"] == Fraction(info["jacobian_rank"], 2) and info["local_lam"] >= t.lam
+    else:
+        assert info["local_lam"] is None and info["lam_is_local"] is None

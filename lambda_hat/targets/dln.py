@@ -55,6 +55,8 @@ __all__ = [
     "dln_loss",
     "dln_origin_expected_llc",
     "dln_product",
+    "generic_product_jacobian_rank",
+    "product_jacobian_rank",
     "random_deep_linear_network",
     "sample_dln_architecture",
 ]
@@ -69,7 +71,6 @@ DLN_BUCKETS: dict[int, dict] = {
 }
 
 _MAX_DENSE_HESSIAN_DIM = 1000  # info["hessian_eigenvalues"] (float64, at w*) up to this d
-_MAX_RANK_CHECK_SIZE = 1_000_000  # Jacobian ranks (local λ) only when d·H_1·H_{L+1} is at most this
 
 
 def dln_product(layers):
@@ -137,6 +138,45 @@ def _product(layers: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+def product_jacobian_rank(layers: Sequence[np.ndarray]) -> int:
+    """Rank of the Jacobian of (W_1, …, W_L) ↦ W_1 W_2 ⋯ W_L at the given layers, in closed form.
+
+    The differential is D(dW) = Σ_s A_s dW_s B_s with A_s = W_1 ⋯ W_{s−1} (A_1 = I) and
+    B_s = W_{s+1} ⋯ W_L (B_L = I). The image of dW_s ↦ A_s dW_s B_s is col(A_s) ⊗ row(B_s). The
+    column spaces shrink with s (col A_{s+1} ⊆ col A_s) and the row spaces grow
+    (row B_{s−1} ⊆ row B_s), so in bases adapted to both flags the image of D is spanned by basis
+    tensors and
+
+        rank D = Σ_s (u_s − u_{s+1}) · v_s,   u_s = rank A_s, v_s = rank B_s, u_{L+1} = 0.
+
+    Only L matrix ranks of partial products are needed: no d × (H_1·H_{L+1}) Jacobian.
+    """
+    ws = [np.asarray(w, np.float64) for w in layers]
+    prefix = [np.eye(ws[0].shape[0])]
+    for w in ws[:-1]:
+        prefix.append(prefix[-1] @ w)
+    suffix = [np.eye(ws[-1].shape[1])]
+    for w in ws[:0:-1]:
+        suffix.insert(0, w @ suffix[0])
+    u = [int(np.linalg.matrix_rank(a)) for a in prefix] + [0]
+    v = [int(np.linalg.matrix_rank(b)) for b in suffix]
+    return sum((u[s] - u[s + 1]) * v[s] for s in range(len(ws)))
+
+
+def generic_product_jacobian_rank(widths: Sequence[int]) -> int:
+    """The largest rank of that Jacobian over all layers (attained when every layer has full rank).
+
+    For generic layers rank A_s = min(H_1, …, H_s) and rank B_s = min(H_{s+1}, …, H_{L+1}), in
+    the formula of :func:`product_jacobian_rank`. Where the rank at w* equals this maximum it is
+    constant near w* (rank is lower semicontinuous), so the product map is a submersion onto a
+    manifold there and the local learning coefficient is rank/2.
+    """
+    hs = _check_widths(widths)
+    u = [min(hs[: s + 1]) for s in range(len(hs) - 1)] + [0]
+    v = [min(hs[s + 1 :]) for s in range(len(hs) - 1)]
+    return sum((u[s] - u[s + 1]) * v[s] for s in range(len(hs) - 1))
+
+
 class _GaussNewton:
     """Matrix-free D (∂ vec P/∂w), Dᵀ and the Hessian at a zero-residual point, in float64."""
 
@@ -170,10 +210,6 @@ class _GaussNewton:
 
     def hvp(self, v):  # Hessian of mean((f − y)²) at zero residual: (2/N) Dᵀ Σ_x D v
         return (2.0 / self.n_out) * self.dt(self.sigma_x @ self.d(v))
-
-    def jacobian_rank(self) -> int:
-        cols = np.stack([self.d(e).ravel() for e in np.eye(self.dim)], axis=1)
-        return int(np.linalg.matrix_rank(cols))
 
     def top_eigenvalue(self) -> float:
         if self.dim <= 64:
@@ -283,12 +319,10 @@ def _build(
         info["hessian_eigenvalues"] = np.linalg.eigvalsh(0.5 * (dense + dense.T))
     if at_origin:
         info["local_lam"], info["lam_is_local"] = lc.lam, True
-    elif d * widths[0] * widths[-1] <= _MAX_RANK_CHECK_SIZE:
-        rank_here = gn.jacobian_rank()
-        generic = _GaussNewton(
-            _teacher_layers(np.random.default_rng([seed, 2]), widths, list(widths)), sigma_x, widths[-1]
-        )
-        rank_generic = generic.jacobian_rank()
+    else:
+        # ranks from the float64 teacher: in float32 a cut layer is low-rank only up to rounding
+        rank_here = product_jacobian_rank(layers64)
+        rank_generic = generic_product_jacobian_rank(widths)
         info["jacobian_rank"], info["generic_jacobian_rank"] = rank_here, rank_generic
         if rank_here == rank_generic:  # constant rank near w*: K is a rank-`rank_here` quadratic
             info["local_lam"] = Fraction(rank_here, 2)
