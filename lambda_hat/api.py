@@ -17,6 +17,7 @@ from lambda_hat.diagnostics import (
     PARETO_K_MAX,
     RHAT_WARN,
     importance_message,
+    importance_shift_message,
     importance_statistics,
     llc_statistics,
     virial_message,
@@ -359,6 +360,9 @@ def _assemble(
         worst_k = float(np.max(pareto_k[valid]))
         importance["llc_source"] = "importance-weighted" if worst_k < PARETO_K_MAX else "raw"
         if worst_k < PARETO_K_MAX:
+            message = importance_shift_message(stats["llc"], stats["llc_se"], is_stats["llc"], spec.name)
+            if message:
+                messages.append(message)
             stats = {
                 **stats,
                 "llc": is_stats["llc"],

@@ -15,6 +15,7 @@ from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
 RHAT_WARN = 1.01
 PARETO_K_MAX = 0.7  # importance weights with a larger Pareto k̂ are not trusted
+IS_SHIFT_MAX = 0.05  # an importance-weighted λ̂ this far (relative) from q's raw mean is not trusted
 
 
 def llc_statistics(llc_trace: np.ndarray) -> dict[str, Any]:
@@ -157,4 +158,24 @@ def importance_message(pareto_k: np.ndarray, valid: np.ndarray, kernel: str) -> 
         f"(per fit: {np.round(k, 2).tolist()}; fits {bad}): the fitted q misses posterior mass, so its λ̂ "
         "cannot be trusted (the raw estimate is reported; it is usually too high); estimate λ̂ with an "
         "MCMC kernel (nuts, or sgld/rmsprop_sgld for large models)"
+    )
+
+
+def importance_shift_message(llc_raw: float, llc_raw_se: float, llc_is: float, kernel: str) -> str | None:
+    """The warning for importance weights that move λ̂ far from the proposal's own estimate.
+
+    Self-normalised importance sampling corrects a proposal q that is close to p. When the weights
+    move λ̂ by more than ``IS_SHIFT_MAX`` of its value (and by more than 3 standard errors of the
+    raw mean), q is far from p and the correction rests on a few heavy weights: the weighted
+    estimate is then biased towards q's (the mass q misses is never drawn) even when k̂ < 0.7.
+    """
+    shift = llc_is - llc_raw
+    if abs(shift) <= max(IS_SHIFT_MAX * abs(llc_is), 3 * llc_raw_se):
+        return None
+    return (
+        f"{kernel}: the importance weights move λ̂ from q's raw mean {llc_raw:.4g} to {llc_is:.4g} "
+        f"({shift / abs(llc_is):+.1%}): q is far from the posterior, so the weighted λ̂ can still be "
+        "biased towards the raw one even though k̂ < 0.7; refit with a larger rank (one loading column "
+        "per flat direction) or more steps, or estimate λ̂ with an MCMC kernel (nuts, or sgld/"
+        "rmsprop_sgld for large models)"
     )

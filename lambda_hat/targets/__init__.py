@@ -4,10 +4,12 @@ from lambda_hat.targets.base import Target
 from lambda_hat.targets.dln import (
     DLN_BUCKETS,
     deep_linear_network,
+    dln_local_lam,
     dln_origin_expected_llc,
     generic_product_jacobian_rank,
     product_jacobian_rank,
     random_deep_linear_network,
+    random_dln_teacher,
     sample_dln_architecture,
 )
 from lambda_hat.targets.mlp import tiny_mlp
@@ -18,6 +20,7 @@ __all__ = [
     "DLN_BUCKETS",
     "Target",
     "deep_linear_network",
+    "dln_local_lam",
     "dln_origin_expected_llc",
     "gaussian_expected_llc",
     "generic_product_jacobian_rank",
@@ -27,6 +30,7 @@ __all__ = [
     "product_jacobian_rank",
     "pure_potential",
     "random_deep_linear_network",
+    "random_dln_teacher",
     "sample_dln_architecture",
     "tiny_mlp",
 ]

@@ -52,12 +52,14 @@ __all__ = [
     "DLN_BUCKETS",
     "deep_linear_network",
     "dln_forward",
+    "dln_local_lam",
     "dln_loss",
     "dln_origin_expected_llc",
     "dln_product",
     "generic_product_jacobian_rank",
     "product_jacobian_rank",
     "random_deep_linear_network",
+    "random_dln_teacher",
     "sample_dln_architecture",
 ]
 
@@ -175,6 +177,20 @@ def generic_product_jacobian_rank(widths: Sequence[int]) -> int:
     u = [min(hs[: s + 1]) for s in range(len(hs) - 1)] + [0]
     v = [min(hs[s + 1 :]) for s in range(len(hs) - 1)]
     return sum((u[s] - u[s + 1]) * v[s] for s in range(len(hs) - 1))
+
+
+def dln_local_lam(layers: Sequence[np.ndarray]) -> Fraction | None:
+    """The local learning coefficient at a DLN teacher, when the product map has constant rank there.
+
+    With rank D(w*) equal to :func:`generic_product_jacobian_rank`, the true set
+    {w : W_1 ⋯ W_L = W_1* ⋯ W_L*} is a manifold near w* and K(w) = E‖(P(w) − P*)ᵀx‖² is a
+    non-degenerate quadratic in the rank D(w*) directions normal to it: λ_local = rank D(w*)/2,
+    m = 1. Otherwise w* is a singular point of the product map and None is returned (no general
+    formula is known; λ_local is then at least Aoyagi's global λ).
+    """
+    widths = [int(layers[0].shape[0])] + [int(w.shape[1]) for w in layers]
+    rank = product_jacobian_rank(layers)
+    return Fraction(rank, 2) if rank == generic_product_jacobian_rank(widths) else None
 
 
 class _GaussNewton:
@@ -321,11 +337,10 @@ def _build(
         info["local_lam"], info["lam_is_local"] = lc.lam, True
     else:
         # ranks from the float64 teacher: in float32 a cut layer is low-rank only up to rounding
-        rank_here = product_jacobian_rank(layers64)
-        rank_generic = generic_product_jacobian_rank(widths)
-        info["jacobian_rank"], info["generic_jacobian_rank"] = rank_here, rank_generic
-        if rank_here == rank_generic:  # constant rank near w*: K is a rank-`rank_here` quadratic
-            info["local_lam"] = Fraction(rank_here, 2)
+        info["jacobian_rank"] = product_jacobian_rank(layers64)
+        info["generic_jacobian_rank"] = generic_product_jacobian_rank(widths)
+        info["local_lam"] = dln_local_lam(layers64)
+        if info["local_lam"] is not None:
             info["lam_is_local"] = info["local_lam"] == lc.lam
     expected = None
     if at_origin and len(widths) == 3 and min(widths[1], widths[2]) <= 2:
@@ -423,6 +438,16 @@ def sample_dln_architecture(bucket: int, seed: int = 0) -> tuple[list[int], list
     return widths, layer_ranks
 
 
+def random_dln_teacher(bucket: int, seed: int = 0) -> tuple[list[int], list[int], list[np.ndarray]]:
+    """(widths, layer_ranks, float64 teacher layers) of ``random_deep_linear_network(bucket, seed=seed)``.
+
+    No data is drawn, so screening many seeds (e.g. for those whose :func:`dln_local_lam` is
+    known) costs only the layers' partial products.
+    """
+    widths, layer_ranks = sample_dln_architecture(bucket, seed)
+    return widths, layer_ranks, _teacher_layers(np.random.default_rng([seed, bucket, 1]), widths, layer_ranks)
+
+
 def random_deep_linear_network(
     bucket: int = 1000,
     *,
@@ -437,11 +462,10 @@ def random_deep_linear_network(
     (:data:`DLN_BUCKETS`; mind the memory: n × H_1 inputs and n × H_{L+1} outputs). ``info`` has
     d, widths, layer ranks, r, the suggested step size and, for small networks, the local λ when known.
     """
-    widths, layer_ranks = sample_dln_architecture(bucket, seed)
+    widths, layer_ranks, layers = random_dln_teacher(bucket, seed)
     n = DLN_BUCKETS[bucket]["n"] if n is None else n
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n: expected an integer >= 2, got {n!r}")
-    layers = _teacher_layers(np.random.default_rng([seed, bucket, 1]), widths, layer_ranks)
     name = f"dln_bucket{bucket}_seed{seed}"
     target = _build(
         widths, layers, layer_ranks, n=int(n), seed=seed, input_range=float(input_range), name=name, at_origin=False
