@@ -1,7 +1,7 @@
 """Accuracy at scale: λ̂ against the local λ of random deep linear networks, per size bucket.
 
     python -m benchmarks.dln_accuracy                 # buckets 1e3 (N=20), 1e4 (N=20), 1e5 (N=5)
-    python -m benchmarks.dln_accuracy --quick         # bucket 1e3, N = 5 (a few minutes)
+    python -m benchmarks.dln_accuracy --quick         # bucket 1e3, N = 5, sgld_lit and rmsprop_curv
     python -m benchmarks.dln_accuracy --buckets 1000 --networks 20 --methods sgld_lit sgld_curv
 
 Protocol (Furman & Lau 2024; Hitchcock & Hoogland 2025). Networks come from
@@ -242,10 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="bucket 1e3, 5 networks")
     parser.add_argument("--buckets", nargs="+", type=int, default=None, choices=sorted(LIT_EPS))
     parser.add_argument("--networks", type=int, default=None, help="networks per bucket (default 20, 20, 5)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="default: all (--quick: 2)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     buckets = args.buckets or ([1_000] if args.quick else sorted(LIT_EPS))
+    methods = args.methods or (["sgld_lit", "rmsprop_curv"] if args.quick else list(METHODS))
     out = args.out or RESULTS / ("dln_accuracy_quick.json" if args.quick else "dln_accuracy.json")
     doc: dict[str, Any] = {
         "meta": dict(
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         for seed in picked["seeds"]:
-            doc["runs"] += run_network(bucket, seed, args.methods)
+            doc["runs"] += run_network(bucket, seed, methods)
             doc["summary"] = summarize(doc["runs"])
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(doc, indent=1))
