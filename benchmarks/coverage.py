@@ -25,21 +25,19 @@ Writes benchmarks/results/coverage.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 import lambda_hat as lh
+from benchmarks.meta import run_metadata
 from validation.cases import CASES, GAMMA
 
 TARGETS = ("quadratic_d5_full", "quadratic_d10_rank4", "nc_w1^2+w2^4")
@@ -133,16 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or (10 if args.quick else 100)
     out_path = args.out or (RESULTS.with_name("coverage_quick.json") if args.quick else RESULTS)
     doc: dict[str, Any] = {
-        "meta": dict(
-            seeds=seeds,
-            base_seed=args.base_seed,
-            x64=bool(jax.config.jax_enable_x64),
-            jax=jax.__version__,
-            lambda_hat=lh.__version__,
-            machine=platform.platform(),
-            cpus=os.cpu_count(),
-            date=datetime.date.today().isoformat(),
-        ),
+        "meta": run_metadata(seeds=seeds, base_seed=args.base_seed),
         "cells": [],
     }
     for name in args.targets:

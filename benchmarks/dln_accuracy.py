@@ -37,21 +37,18 @@ and, with matplotlib, a log-log plot of λ̂ against λ_local.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import os
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 import lambda_hat as lh
+from benchmarks.meta import run_metadata
 from lambda_hat import targets, theory
 from lambda_hat.targets.dln import dln_product
 
@@ -249,18 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.methods or (["sgld_lit", "rmsprop_curv"] if args.quick else list(METHODS))
     out = args.out or RESULTS / ("dln_accuracy_quick.json" if args.quick else "dln_accuracy.json")
     doc: dict[str, Any] = {
-        "meta": dict(
-            x64=bool(jax.config.jax_enable_x64),
-            jax=jax.__version__,
-            lambda_hat=lh.__version__,
-            machine=platform.platform(),
-            cpus=os.cpu_count(),
-            date=datetime.date.today().isoformat(),
-            batch=BATCH,
-            gamma=GAMMA,
-            chains=CHAINS,
-            steps=LIT_STEPS,
-        ),
+        "meta": run_metadata(batch=BATCH, gamma=GAMMA, chains=CHAINS, steps=LIT_STEPS),
         "screening": {},
         "runs": [],
     }

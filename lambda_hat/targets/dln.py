@@ -153,16 +153,25 @@ def product_jacobian_rank(layers: Sequence[np.ndarray]) -> int:
 
     Only L matrix ranks of partial products are needed: no d × (H_1·H_{L+1}) Jacobian.
     """
-    ws = [np.asarray(w, np.float64) for w in layers]
-    prefix = [np.eye(ws[0].shape[0])]
-    for w in ws[:-1]:
+    prefix, suffix = _partial_products([np.asarray(w, np.float64) for w in layers])
+    return _flag_rank([int(np.linalg.matrix_rank(a)) for a in prefix], [int(np.linalg.matrix_rank(b)) for b in suffix])
+
+
+def _partial_products(layers: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """([A_1, …, A_L], [B_1, …, B_L]): A_s = W_1 ⋯ W_{s−1} (A_1 = I), B_s = W_{s+1} ⋯ W_L (B_L = I)."""
+    prefix = [np.eye(layers[0].shape[0])]
+    for w in layers[:-1]:
         prefix.append(prefix[-1] @ w)
-    suffix = [np.eye(ws[-1].shape[1])]
-    for w in ws[:0:-1]:
+    suffix = [np.eye(layers[-1].shape[1])]
+    for w in layers[:0:-1]:
         suffix.insert(0, w @ suffix[0])
-    u = [int(np.linalg.matrix_rank(a)) for a in prefix] + [0]
-    v = [int(np.linalg.matrix_rank(b)) for b in suffix]
-    return sum((u[s] - u[s + 1]) * v[s] for s in range(len(ws)))
+    return prefix, suffix
+
+
+def _flag_rank(u: Sequence[int], v: Sequence[int]) -> int:
+    """Σ_s (u_s − u_{s+1}) · v_s with u_{L+1} = 0: dim Σ_s U_s ⊗ V_s for flags U_1 ⊇ U_2 ⊇ … and V_1 ⊆ V_2 ⊆ …."""
+    u = list(u) + [0]
+    return sum((u[s] - u[s + 1]) * v[s] for s in range(len(v)))
 
 
 def generic_product_jacobian_rank(widths: Sequence[int]) -> int:
@@ -174,9 +183,7 @@ def generic_product_jacobian_rank(widths: Sequence[int]) -> int:
     manifold there and the local learning coefficient is rank/2.
     """
     hs = _check_widths(widths)
-    u = [min(hs[: s + 1]) for s in range(len(hs) - 1)] + [0]
-    v = [min(hs[s + 1 :]) for s in range(len(hs) - 1)]
-    return sum((u[s] - u[s + 1]) * v[s] for s in range(len(hs) - 1))
+    return _flag_rank([min(hs[: s + 1]) for s in range(len(hs) - 1)], [min(hs[s + 1 :]) for s in range(len(hs) - 1)])
 
 
 def dln_local_lam(layers: Sequence[np.ndarray]) -> Fraction | None:
@@ -188,9 +195,14 @@ def dln_local_lam(layers: Sequence[np.ndarray]) -> Fraction | None:
     m = 1. Otherwise w* is a singular point of the product map and None is returned (no general
     formula is known; λ_local is then at least Aoyagi's global λ).
     """
+    return _local_lam_and_ranks(layers)[0]
+
+
+def _local_lam_and_ranks(layers: Sequence[np.ndarray]) -> tuple[Fraction | None, int, int]:
+    """(:func:`dln_local_lam`, the Jacobian rank at the layers, the generic rank)."""
     widths = [int(layers[0].shape[0])] + [int(w.shape[1]) for w in layers]
-    rank = product_jacobian_rank(layers)
-    return Fraction(rank, 2) if rank == generic_product_jacobian_rank(widths) else None
+    rank, generic = product_jacobian_rank(layers), generic_product_jacobian_rank(widths)
+    return (Fraction(rank, 2) if rank == generic else None), rank, generic
 
 
 class _GaussNewton:
@@ -201,13 +213,7 @@ class _GaussNewton:
         self.shapes = [w.shape for w in self.layers]
         self.sizes = [w.size for w in self.layers]
         self.dim = sum(self.sizes)
-        h_in, h_out = self.shapes[0][0], self.shapes[-1][1]
-        self.prefix = [np.eye(h_in)]  # W_1 ⋯ W_{s−1}
-        for w in self.layers[:-1]:
-            self.prefix.append(self.prefix[-1] @ w)
-        self.suffix = [np.eye(h_out)]  # W_{s+1} ⋯ W_L
-        for w in self.layers[:0:-1]:
-            self.suffix.insert(0, w @ self.suffix[0])
+        self.prefix, self.suffix = _partial_products(self.layers)  # W_1 ⋯ W_{s−1} and W_{s+1} ⋯ W_L
         self.sigma_x = sigma_x
         self.n_out = n_out
 
@@ -337,9 +343,7 @@ def _build(
         info["local_lam"], info["lam_is_local"] = lc.lam, True
     else:
         # ranks from the float64 teacher: in float32 a cut layer is low-rank only up to rounding
-        info["jacobian_rank"] = product_jacobian_rank(layers64)
-        info["generic_jacobian_rank"] = generic_product_jacobian_rank(widths)
-        info["local_lam"] = dln_local_lam(layers64)
+        info["local_lam"], info["jacobian_rank"], info["generic_jacobian_rank"] = _local_lam_and_ranks(layers64)
         if info["local_lam"] is not None:
             info["lam_is_local"] = info["local_lam"] == lc.lam
     expected = None
