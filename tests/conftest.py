@@ -1,8 +1,71 @@
-"""Shared test helpers. The run dtype is set by JAX_ENABLE_X64 (tox envs x32 / x64)."""
+"""Shared test helpers. The run dtype is set by JAX_ENABLE_X64 (tox envs x32 / x64).
+
+Compiled programs are shared between tests through JAX's persistent compilation cache: the
+pytest-xdist workers (and the subprocesses some tests start) write every XLA executable that took
+longer than 0.5 s to compile into one folder, and a test that lowers the same program (same HLO,
+same JAX and XLA versions, same flags) loads it instead of compiling it again. The executable
+loaded is the one XLA built, so results are bit-identical to a fresh compilation. The folder is a
+new temporary one per pytest run, removed at the end, so a run never depends on an earlier one;
+set LAMBDA_HAT_TEST_COMPILATION_CACHE to a folder to keep the cache between runs instead.
+
+Most tests run short chains, and compiling their programs costs more than running them, so XLA's
+optimization passes are off by default (``jax_disable_most_optimizations``; the programs compute
+the same quantities, and the tolerances come from Monte Carlo error, not rounding). The few tests
+whose run time dominates (long chains, calibration sweeps) are marked ``@pytest.mark.xla_optimized``
+and compile with the full optimization pipeline, which runs them 1.5-4x faster. Set
+LAMBDA_HAT_TEST_XLA_OPTIMIZE=1 to optimize every test's programs (as a user's programs are).
+"""
+
+import os
+import shutil
+import tempfile
 
 import jax
 import numpy as np
 import pytest
+
+_CACHE_ENV = "LAMBDA_HAT_TEST_COMPILATION_CACHE"
+_OWNED_CACHE: list[str] = []  # the temporary folder this (controller) process created
+_OPTIMIZE_ALL = os.environ.get("LAMBDA_HAT_TEST_XLA_OPTIMIZE", "0") == "1"
+_OPTIMIZATIONS_OFF = "JAX_DISABLE_MOST_OPTIMIZATIONS"
+
+
+def pytest_configure(config):
+    cache = os.environ.get(_CACHE_ENV)
+    if cache is None:  # the controller (or a run without xdist): the workers inherit the variable
+        cache = tempfile.mkdtemp(prefix="lambda_hat_xla_cache_")
+        _OWNED_CACHE.append(cache)
+        os.environ[_CACHE_ENV] = cache
+    # JAX reads these variables at import, in the workers and in subprocesses; this process has
+    # imported jax already, so it is configured directly as well.
+    settings = {
+        "jax_compilation_cache_dir": cache,
+        "jax_persistent_cache_min_compile_time_secs": 0.5,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    for name, value in settings.items():
+        os.environ[name.upper()] = str(value)
+        jax.config.update(name, value)
+    # The default for code that runs outside a test's own fixtures (module- and session-scoped
+    # fixtures, and the subprocesses they start); _xla_optimization_level sets it per test.
+    os.environ[_OPTIMIZATIONS_OFF] = "0" if _OPTIMIZE_ALL else "1"
+    jax.config.update("jax_disable_most_optimizations", not _OPTIMIZE_ALL)
+
+
+@pytest.fixture(autouse=True)
+def _xla_optimization_level(request, monkeypatch):
+    """Optimization passes off, unless the test is marked ``xla_optimized`` (see the module
+    docstring). The environment variable carries the setting into subprocesses the test starts."""
+    off = not _OPTIMIZE_ALL and request.node.get_closest_marker("xla_optimized") is None
+    monkeypatch.setenv(_OPTIMIZATIONS_OFF, "1" if off else "0")
+    jax.config.update("jax_disable_most_optimizations", off)
+    yield
+    jax.config.update("jax_disable_most_optimizations", not _OPTIMIZE_ALL)
+
+
+def pytest_unconfigure(config):
+    while _OWNED_CACHE:
+        shutil.rmtree(_OWNED_CACHE.pop(), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,7 @@ def test_calibration_sweep(target):
     assert "virial" in cal.table() and "accept" in cal.table()
 
 
+@pytest.mark.xla_optimized
 def test_default_grid_and_recommendation_on_a_normal_crossing():
     """No grid given: ε scaled by κ_max; the recommended ε gives λ̂ within max(3%, 3·se) of the
     exact finite-n value of w1² + w2⁴, checked by a separate sample() call."""

@@ -61,6 +61,7 @@ NC_SGLD_STEP = 3e-4
 NC_SGLD_BIAS = 0.008
 
 
+@pytest.mark.xla_optimized
 @pytest.mark.parametrize("name", sorted(NC))
 def test_sgld_normal_crossing(name):
     target = NC[name]()
@@ -81,6 +82,7 @@ def test_sgld_normal_crossing(name):
     assert result.diagnostics["rhat"] < 1.05
 
 
+@pytest.mark.xla_optimized
 @needs_full_batch
 @pytest.mark.parametrize("name", sorted(NC))
 def test_hmc_normal_crossing(name):
@@ -127,6 +129,7 @@ def _laplace(target, nbeta, gamma):
     return eigs, gaussian_expected_llc(np.diag(eigs), np.zeros(eigs.size), nbeta, gamma)
 
 
+@pytest.mark.xla_optimized
 def test_sgld_dln_origin():
     target = dln_origin()
     assert target.info["lam_is_local"] and float(target.lam) == 1.5
@@ -147,6 +150,7 @@ def test_sgld_dln_origin():
     assert_close_to_exact(result, exact, rel=0.02, bias=0.01)
 
 
+@pytest.mark.xla_optimized
 @needs_full_batch
 def test_hmc_dln_origin():
     target = dln_origin()
@@ -165,6 +169,7 @@ def test_hmc_dln_origin():
     assert_virial_passes(result)
 
 
+@pytest.mark.xla_optimized
 def test_sgld_dln_teacher_minibatch():
     """The Furman–Lau setting: U[−10, 10] inputs, noiseless teacher, minibatch SGLD, γ = 1."""
     target = dln_teacher()
@@ -196,6 +201,7 @@ def test_sgld_dln_teacher_minibatch():
     assert_close_to_exact(result, laplace, rel=0.0, bias=step_bias + 0.03 * laplace)
 
 
+@pytest.mark.xla_optimized
 @needs_full_batch
 def test_hmc_dln_teacher():
     target = dln_teacher()
@@ -224,6 +230,7 @@ def test_hmc_dln_teacher():
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.xla_optimized
 @needs_full_batch
 def test_mlp_kernels_agree():
     # n = 200 keeps a gradient cheap (the flax MLP costs ~40 µs per gradient at n = 1000) and the
