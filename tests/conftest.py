@@ -48,19 +48,22 @@ def pytest_configure(config):
         jax.config.update(name, value)
     # The default for code that runs outside a test's own fixtures (module- and session-scoped
     # fixtures, and the subprocesses they start); _xla_optimization_level sets it per test.
-    os.environ[_OPTIMIZATIONS_OFF] = "0" if _OPTIMIZE_ALL else "1"
-    jax.config.update("jax_disable_most_optimizations", not _OPTIMIZE_ALL)
+    _set_optimizations_off(not _OPTIMIZE_ALL)
+
+
+def _set_optimizations_off(off: bool) -> None:
+    """In this process, and (through the environment variable) in the subprocesses it starts."""
+    os.environ[_OPTIMIZATIONS_OFF] = "1" if off else "0"
+    jax.config.update("jax_disable_most_optimizations", off)
 
 
 @pytest.fixture(autouse=True)
-def _xla_optimization_level(request, monkeypatch):
+def _xla_optimization_level(request):
     """Optimization passes off, unless the test is marked ``xla_optimized`` (see the module
-    docstring). The environment variable carries the setting into subprocesses the test starts."""
-    off = not _OPTIMIZE_ALL and request.node.get_closest_marker("xla_optimized") is None
-    monkeypatch.setenv(_OPTIMIZATIONS_OFF, "1" if off else "0")
-    jax.config.update("jax_disable_most_optimizations", off)
+    docstring); the default is restored after the test."""
+    _set_optimizations_off(not _OPTIMIZE_ALL and request.node.get_closest_marker("xla_optimized") is None)
     yield
-    jax.config.update("jax_disable_most_optimizations", not _OPTIMIZE_ALL)
+    _set_optimizations_off(not _OPTIMIZE_ALL)
 
 
 def pytest_unconfigure(config):
