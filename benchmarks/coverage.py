@@ -41,7 +41,7 @@ from benchmarks.meta import run_metadata
 from validation.cases import CASES, GAMMA
 
 TARGETS = ("quadratic_d5_full", "quadratic_d10_rank4", "nc_w1^2+w2^4")
-KERNELS = ("sgld", "rmsprop_sgld", "adam_sgld", "hmc", "nuts", "mclmc", "vi")
+KERNELS = ("sgld", "rmsprop_sgld", "adam_sgld", "hmc", "nuts", "mclmc", "adjusted_mclmc", "vi")
 Z95 = 1.959963984540054
 RESULTS = Path(__file__).parent / "results" / "coverage.json"
 

@@ -21,6 +21,7 @@ DEMO_SETTINGS = {
     "hmc": dict(num_draws=800, num_warmup=500),
     "nuts": dict(num_draws=800, num_warmup=500, max_num_doublings=8),
     "mclmc": dict(num_draws=4000, num_warmup=1000),
+    "adjusted_mclmc": dict(num_draws=2000, num_warmup=1000),
     "vi": dict(num_draws=2000),
 }
 

@@ -31,6 +31,7 @@ RUNS = {
     "hmc": dict(num_warmup=30, num_integration_steps=4),
     "nuts": dict(num_warmup=30, max_num_doublings=4),
     "mclmc": dict(num_warmup=20),
+    "adjusted_mclmc": dict(num_warmup=20),
     "vi": dict(num_warmup=50, num_components=2, rank=1, num_probes=2),
 }
 PREFIX_BIT_EXACT = {"sgld", "rmsprop_sgld", "adam_sgld"}

@@ -3,6 +3,7 @@ only returns its algorithm in BlackJAX's VIAlgorithm container, so it works with
 
 from __future__ import annotations
 
+from lambda_hat.kernels.adjusted_mclmc import ADJUSTED_MCLMC
 from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.hmc import HMC, NUTS
 from lambda_hat.kernels.mclmc import MCLMC
@@ -10,7 +11,9 @@ from lambda_hat.kernels.preconditioned_sgld import ADAM_SGLD, RMSPROP_SGLD
 from lambda_hat.kernels.sgld import SGLD
 from lambda_hat.kernels.vi import VI
 
-KERNELS: dict[str, KernelSpec] = {spec.name: spec for spec in (SGLD, RMSPROP_SGLD, ADAM_SGLD, HMC, NUTS, MCLMC, VI)}
+KERNELS: dict[str, KernelSpec] = {
+    spec.name: spec for spec in (SGLD, RMSPROP_SGLD, ADAM_SGLD, HMC, NUTS, MCLMC, ADJUSTED_MCLMC, VI)
+}
 
 
 def get_kernel(name: str) -> KernelSpec:

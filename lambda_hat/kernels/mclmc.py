@@ -38,7 +38,8 @@ moved.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import blackjax
 import jax
@@ -51,6 +52,37 @@ from lambda_hat.posterior import LocalPosterior
 
 _FRAC = 0.1  # BlackJAX's default frac_tune1 = frac_tune2 = frac_tune3
 MIN_TUNING_WARMUP = 10
+
+
+class PaddedTarget(NamedTuple):
+    """The log-density an isokinetic sampler runs on: the posterior's, or for d = 1 the posterior's
+    times an independent N(z; 0, 1) on an appended coordinate z (the velocity lives on a sphere,
+    which needs d >= 2; the loss never sees z, so λ̂ is unchanged)."""
+
+    pad: bool
+    dim: int
+    logdensity: Callable[[jax.Array], jax.Array]
+    excess_loss: Callable[[jax.Array, jax.Array], jax.Array]
+    w0: jax.Array
+
+    def unpad(self, x: jax.Array) -> jax.Array:
+        """The posterior's coordinates of a sampler position (drops z when padded)."""
+        return x[:-1] if self.pad else x
+
+
+def pad_to_two_dimensions(posterior: LocalPosterior) -> PaddedTarget:
+    """:class:`PaddedTarget` of ``posterior`` (padded only when d = 1)."""
+    d, dtype = posterior.dim, posterior.dtype
+    if d != 1:
+        return PaddedTarget(False, d, posterior.logdensity, posterior.excess_loss_from_logdensity, posterior.w_star)
+
+    def logdensity(x):
+        return posterior.logdensity(x[:d]) - 0.5 * x[d] ** 2
+
+    def excess_loss(x, logdens):
+        return posterior.excess_loss_from_logdensity(x[:d], logdens + 0.5 * x[d] ** 2)
+
+    return PaddedTarget(True, 2, logdensity, excess_loss, jnp.concatenate([posterior.w_star, jnp.zeros((1,), dtype)]))
 
 
 def tuning_steps(num_warmup: int, diagonal_preconditioning: bool) -> int:
@@ -95,25 +127,11 @@ def run_mclmc(
             f"num_warmup: MCLMC tunes L and step_size during warmup and needs num_warmup >= "
             f"{MIN_TUNING_WARMUP}, got {num_warmup} (or give both L and step_size to skip tuning)"
         )
-    pad = d == 1  # MCLMC needs d >= 2: append an independent N(0, 1) coordinate
-    dim = d + 1 if pad else d
+    padded = pad_to_two_dimensions(posterior)
+    pad, dim, logdensity, excess_loss, w0 = padded.pad, padded.dim, padded.logdensity, padded.excess_loss, padded.w0
     imm_fixed = inverse_mass_matrix_vector(inverse_mass_matrix, d, dtype)
     if pad:
         imm_fixed = jnp.concatenate([imm_fixed, jnp.ones((1,), dtype)])
-
-    if pad:
-
-        def logdensity(x):
-            return posterior.logdensity(x[:d]) - 0.5 * x[d] ** 2
-
-        def excess_loss(x, logdens):
-            return posterior.excess_loss_from_logdensity(x[:d], logdens + 0.5 * x[d] ** 2)
-
-        w0 = jnp.concatenate([posterior.w_star, jnp.zeros((1,), dtype)])
-    else:
-        logdensity = posterior.logdensity
-        excess_loss = posterior.excess_loss_from_logdensity
-        w0 = posterior.w_star
 
     kernel = blackjax.mcmc.mclmc.build_kernel(integrator=blackjax.mcmc.integrators.isokinetic_mclachlan)
     warm_steps = tuning_steps(num_warmup, diagonal_preconditioning) if tune else num_warmup
@@ -152,9 +170,9 @@ def run_mclmc(
             excess = excess_loss(new.position, new.logdensity)
             nan_steps = nan_steps + jnp.logical_not(info.nonans).astype(jnp.int32)
             moves = moves + jnp.any(new.position != state.position).astype(jnp.int32)
-            position = (new.position[:d] if pad else new.position) if save_positions else None
-            grad_u = -(new.logdensity_grad[:d] if pad else new.logdensity_grad)
-            virial = posterior.virial_terms(new.position[:d] if pad else new.position, grad_u)
+            position = padded.unpad(new.position) if save_positions else None
+            grad_u = -padded.unpad(new.logdensity_grad)
+            virial = posterior.virial_terms(padded.unpad(new.position), grad_u)
             return (new, nan_steps, moves), (excess, jnp.asarray(info.energy_change, dtype), position, virial)
 
         zero_i = jnp.zeros((), jnp.int32)
