@@ -160,6 +160,24 @@ def test_mclmc_d1_and_chains_hitting_nan_are_flagged_and_excluded():
         lh.sample(_nan_beyond_loss, w_star, _nan_data(0.01, dtype), **kw)
 
 
+def test_adjusted_mclmc_d1_is_exact_and_rejects_nan_proposals():
+    """d = 1 runs on the padded target; MH rejects proposals into a NaN region (counted as
+    divergences and warned), so chains stay valid and sample the posterior restricted to w <= t."""
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    w_star = jnp.zeros(1, dtype)
+    kw = dict(kernel="adjusted_mclmc", key=3, num_chains=4, num_draws=2000)
+    clean = lh.sample(_nan_beyond_loss, w_star, _nan_data(100.0, dtype), **kw)
+    assert clean.valid_chains.all() and (clean.diagnostics["divergences"] == 0).all()
+    assert_close_to_exact(clean, 0.5 * clean.nbeta / (clean.nbeta + clean.gamma), rel=0.03)
+    assert_virial_passes(clean, tolerance=0.0)
+
+    # t = 0 cuts the posterior in half: every proposal beyond it is rejected as divergent
+    with pytest.warns(LLCWarning, match="divergent"):
+        cut = lh.sample(_nan_beyond_loss, w_star, _nan_data(0.0, dtype), **kw)
+    assert cut.valid_chains.all() and cut.diagnostics["divergences"].sum() > 0
+    assert np.isfinite(cut.llc_trace).all()
+
+
 def test_hmc_frozen_chains_are_invalid():
     """A step size far beyond the stability limit rejects every proposal: chains never move."""
     target = linear_regression(d=3, seed=0)

@@ -15,7 +15,8 @@ include. The Metropolis step removes it: the chain's stationary law is the poste
 Conventions (BlackJAX's): ``step_size`` ε is the integrator step in the preconditioned coordinates
 (diagonal inverse mass matrix M⁻¹, positions move as √M⁻¹ ⊙ unit-speed velocity); ``L`` is the
 mean trajectory length in the same units, so a proposal integrates on average L/ε steps (the
-count is drawn per proposal, uniformly with that mean, at least 1). The tuner runs dual averaging
+count is drawn per proposal, uniformly with that mean, at least 1 and at most
+``MAX_INTEGRATION_STEPS`` = 64). The tuner runs dual averaging
 of ε towards ``target_acceptance_rate`` at L/ε = 2 (BlackJAX's default, its most robust setting),
 estimates M⁻¹ (``diagonal_preconditioning``) and tunes ε again.
 
@@ -52,6 +53,22 @@ from lambda_hat.kernels.mclmc import MIN_TUNING_WARMUP, pad_to_two_dimensions
 from lambda_hat.posterior import LocalPosterior
 
 _FRAC = 0.1  # frac_tune1 = frac_tune2; frac_tune3 = 0 (BlackJAX's defaults for the adjusted tuner)
+MAX_INTEGRATION_STEPS = 64  # per proposal; the tuned mean is 2
+
+
+def _integration_steps_fn():
+    """BlackJAX's random trajectory length (uniform, mean L/ε), capped at MAX_INTEGRATION_STEPS.
+
+    The cap keeps a proposal's cost bounded when tuning shrinks ε while L lags behind (measured: a
+    loss that is NaN on half the posterior drove L/ε into the thousands and one 4-chain run took
+    290 s instead of 0.1 s). A length drawn independently of the state keeps MH exact, capped or not.
+    """
+    draw = make_random_trajectory_length_fn(True)
+
+    def integration_steps_fn(key, avg_num_integration_steps):
+        return jnp.minimum(draw(key, avg_num_integration_steps), MAX_INTEGRATION_STEPS)
+
+    return integration_steps_fn
 
 
 def tuning_steps(num_warmup: int) -> int:
@@ -94,7 +111,7 @@ def run_adjusted_mclmc(
     if padded.pad:
         imm_fixed = jnp.concatenate([imm_fixed, jnp.ones((1,), dtype)])
     kernel = blackjax.adjusted_mclmc_dynamic.build_kernel(
-        integration_steps_fn=make_random_trajectory_length_fn(True),
+        integration_steps_fn=_integration_steps_fn(),
         integrator=blackjax.mcmc.integrators.isokinetic_mclachlan,
     )
     logdensity = padded.logdensity
