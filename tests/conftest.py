@@ -14,10 +14,18 @@ the same quantities, and the tolerances come from Monte Carlo error, not roundin
 whose run time dominates (long chains, calibration sweeps) are marked ``@pytest.mark.xla_optimized``
 and compile with the full optimization pipeline, which runs them 1.5-4x faster. Set
 LAMBDA_HAT_TEST_XLA_OPTIMIZE=1 to optimize every test's programs (as a user's programs are).
+
+XLA:CPU's newer MLIR fusion emitters compile these programs more slowly than its classic LLVM IR
+emitters (the larger programs, VI's and NUTS's, in about half the time with the classic ones), so
+the tests turn them off with ``--xla_cpu_use_fusion_emitters=false`` in XLA_FLAGS when the
+installed XLA knows that flag (an unknown flag in XLA_FLAGS aborts the process, so it is probed
+in a subprocess first). Set LAMBDA_HAT_TEST_XLA_FLAGS=0 to keep XLA's default emitters.
 """
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import jax
@@ -28,6 +36,18 @@ _CACHE_ENV = "LAMBDA_HAT_TEST_COMPILATION_CACHE"
 _OWNED_CACHE: list[str] = []  # the temporary folder this (controller) process created
 _OPTIMIZE_ALL = os.environ.get("LAMBDA_HAT_TEST_XLA_OPTIMIZE", "0") == "1"
 _OPTIMIZATIONS_OFF = "JAX_DISABLE_MOST_OPTIMIZATIONS"
+_FAST_COMPILE_FLAGS = "--xla_cpu_use_fusion_emitters=false"
+_FLAGS_ENV = "LAMBDA_HAT_TEST_XLA_FLAGS"  # "1": add them (when supported), "0": do not
+
+
+def _xla_flags_supported(flags: str) -> bool:
+    """Whether the installed XLA accepts ``flags`` (it aborts on an unknown flag in XLA_FLAGS)."""
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip(), "JAX_PLATFORMS": "cpu"}
+    probe = "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"
+    try:
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=300).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def pytest_configure(config):
@@ -36,6 +56,13 @@ def pytest_configure(config):
         cache = tempfile.mkdtemp(prefix="lambda_hat_xla_cache_")
         _OWNED_CACHE.append(cache)
         os.environ[_CACHE_ENV] = cache
+    # Decided once, in the controller, before any process has started XLA; the workers and the
+    # tests' subprocesses inherit XLA_FLAGS (and the decision, so they do not probe again).
+    if os.environ.get(_FLAGS_ENV, "1") == "1":
+        use = _xla_flags_supported(_FAST_COMPILE_FLAGS)
+        os.environ[_FLAGS_ENV] = "added" if use else "0"
+        if use:
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE_FLAGS}".strip()
     # JAX reads these variables at import, in the workers and in subprocesses; this process has
     # imported jax already, so it is configured directly as well.
     settings = {
