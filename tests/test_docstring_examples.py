@@ -6,7 +6,12 @@ import warnings
 
 import pytest
 
-MODULES = ["lambda_hat.api", "lambda_hat.calibrate", "lambda_hat.checkpoints"]
+MODULES = [
+    "lambda_hat.api",
+    # its sweep's run time dominates: XLA's optimizations pay for themselves (tests/conftest.py)
+    pytest.param("lambda_hat.calibrate", marks=pytest.mark.xla_optimized),
+    "lambda_hat.checkpoints",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
