@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -34,7 +35,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_OFFSET: list[Any] = []  # the (traced) global index of this block's first chain, while tracing
+
+class _TracingOffsets(threading.local):
+    """Per thread: the stack of (traced) global indices of the first chain of the block being
+    traced. Thread-local because compile_plan traces the per-device programs in parallel threads,
+    and each trace must read its own block's offset."""
+
+    def __init__(self) -> None:
+        self.stack: list[Any] = []
+
+
+_OFFSETS = _TracingOffsets()
 
 
 def resolve_devices(devices: Any) -> list[jax.Device]:
@@ -70,12 +81,14 @@ def resolve_devices(devices: Any) -> list[jax.Device]:
 def chain_index(num_chains: int) -> jax.Array:
     """Global indices of the chains run by this program (this device's block when split)."""
     local = jnp.arange(num_chains)
-    return local + _OFFSET[-1] if _OFFSET else local
+    stack = _OFFSETS.stack
+    return local + stack[-1] if stack else local
 
 
 def is_first_shard() -> jax.Array | bool:
     """True in the block holding chain 0 (for progress output; always True when not split)."""
-    return _OFFSET[-1] == 0 if _OFFSET else True
+    stack = _OFFSETS.stack
+    return stack[-1] == 0 if stack else True
 
 
 def padded_chains(num_chains: int, num_devices: int) -> int:
@@ -88,11 +101,11 @@ def block_program(run: Callable[..., Any], static: dict[str, Any]) -> Callable[.
     chain index is the traced int ``first_chain``."""
 
     def fn(key, posterior, first_chain):
-        _OFFSET.append(first_chain)
+        _OFFSETS.stack.append(first_chain)
         try:
             return run(key, posterior, **static)
         finally:
-            _OFFSET.pop()
+            _OFFSETS.stack.pop()
 
     return fn
 

@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import jax
 import pytest
 
 import lambda_hat as lh
-from lambda_hat.sharding import padded_chains, resolve_devices
+from lambda_hat.sharding import block_program, chain_index, is_first_shard, padded_chains, resolve_devices
 from lambda_hat.targets import linear_regression
 
 SCRIPT = textwrap.dedent(
@@ -105,6 +106,27 @@ def test_hmc_on_two_devices_agrees_within_monte_carlo_error(two_devices):
     assert r["shape"] == [4, 200]
     (a, b), (sa, sb) = r["llc"], r["se"]
     assert abs(a - b) <= 4 * (sa**2 + sb**2) ** 0.5, r
+
+
+def test_blocks_traced_in_parallel_threads_see_their_own_first_chain():
+    """compile_plan traces the per-device programs in parallel threads: each block's program must
+    read its own first chain index, even while another thread is inside its own block."""
+    both_inside = threading.Barrier(2, timeout=30)
+
+    def run(key, posterior, num_chains):
+        both_inside.wait()  # the other thread has entered its block too
+        return chain_index(num_chains), is_first_shard()
+
+    fn = block_program(run, {"num_chains": 3})
+    out = {}
+    threads = [threading.Thread(target=lambda f=f: out.__setitem__(f, fn(None, None, f))) for f in (0, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [int(i) for i in out[0][0]] == [0, 1, 2] and bool(out[0][1])
+    assert [int(i) for i in out[3][0]] == [3, 4, 5] and not bool(out[3][1])
+    assert [int(i) for i in chain_index(2)] == [0, 1] and is_first_shard()  # outside any block
 
 
 def test_padded_chains():
