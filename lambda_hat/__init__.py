@@ -7,7 +7,7 @@ print(result.summary())
 from importlib import metadata as _metadata
 
 from lambda_hat import targets, theory
-from lambda_hat.api import LLCWarning, sample
+from lambda_hat.api import LLCWarning, clear_cache, sample
 from lambda_hat.calibrate import CalibrationResult, calibrate
 from lambda_hat.checkpoints import CheckpointResults, sample_checkpoints
 from lambda_hat.kernels import KERNELS
@@ -24,6 +24,7 @@ __all__ = [
     "CheckpointResults",
     "KERNELS",
     "calibrate",
+    "clear_cache",
     "LLCResult",
     "LLCWarning",
     "LocalPosterior",

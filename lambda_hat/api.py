@@ -101,6 +101,28 @@ def _cached(cache_key: Any, build: Callable[[], Any]) -> tuple[Any, float]:
     return program, elapsed
 
 
+def clear_cache() -> int:
+    """Drop the compiled programs that ``sample`` and ``sample_checkpoints`` keep for reuse.
+
+    A call compiles one XLA program per (kernel, static settings, loss function, parameter and
+    data shapes, devices) and keeps the newest 64, so repeating a call, or changing only the key,
+    the data values or w*, skips compilation. Each kept program holds its loss function (and what
+    that closes over) and its device executable. Call this to release them, e.g. in a long session
+    that has sampled many different models; the next call compiles again. JAX's own caches (traced
+    and compiled ``jax.jit`` functions) are separate: ``jax.clear_caches()``.
+
+    Returns:
+        The number of programs dropped.
+
+    Example:
+        >>> import lambda_hat
+        >>> n = lambda_hat.clear_cache()  # n programs released
+    """
+    dropped = len(_COMPILED)
+    _COMPILED.clear()
+    return dropped
+
+
 def sample(
     loss_fn: Callable[[Any, Any], jax.Array],
     params: Any,

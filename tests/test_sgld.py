@@ -100,3 +100,16 @@ def test_compiled_program_is_reused():
     lh.sample(target.loss_fn, target.params, target.data, key=1, **kw)
     again = lh.sample(target.loss_fn, target.params, target.data, key=2, **kw)
     assert again.timings["compile_s"] == 0.0
+
+
+def test_clear_cache_releases_the_compiled_programs():
+    t = linear_regression(d=3, n=50, seed=0)
+    kw = dict(kernel="sgld", step_size=1e-3, num_chains=2, num_draws=20, num_warmup=10)
+    first = lh.sample(t.loss_fn, t.params, t.data, key=0, **kw)
+    again = lh.sample(t.loss_fn, t.params, t.data, key=1, **kw)
+    assert first.timings["compile_s"] > 0 and again.timings["compile_s"] == 0.0  # reused
+    assert lh.clear_cache() >= 1
+    assert lh.clear_cache() == 0  # nothing left
+    after = lh.sample(t.loss_fn, t.params, t.data, key=0, **kw)
+    assert after.timings["compile_s"] > 0  # compiled again, to the same program
+    np.testing.assert_array_equal(after.llc_trace, first.llc_trace)
