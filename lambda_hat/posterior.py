@@ -172,6 +172,12 @@ def _real(name: str, value: Any, expected: str, ok: Callable[[float], bool]) -> 
     return out
 
 
+def default_nbeta(n: int) -> float:
+    """The default inverse temperature times n: nβ* = n/log n (β* = 1/log n, the WBIC
+    temperature). Requires n >= 2."""
+    return n / math.log(n)
+
+
 def resolve_nbeta(n: int, beta: float | None, nbeta: float | None) -> float:
     """nβ from either β or nβ (default β* = 1/log n). Giving both is an error."""
     if beta is not None and nbeta is not None:
@@ -180,7 +186,7 @@ def resolve_nbeta(n: int, beta: float | None, nbeta: float | None) -> float:
         return _real("nbeta", nbeta, "a finite number > 0", lambda v: v > 0)
     if beta is not None:
         return n * _real("beta", beta, "a finite number > 0", lambda v: v > 0)
-    return n / math.log(n)
+    return default_nbeta(n)
 
 
 @jax.tree_util.register_pytree_node_class

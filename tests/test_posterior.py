@@ -10,6 +10,7 @@ import pytest
 
 from lambda_hat import LocalPosterior
 from lambda_hat.flat import float_dtype, ravel
+from lambda_hat.posterior import default_nbeta, resolve_nbeta
 from lambda_hat.targets import linear_regression
 
 
@@ -79,3 +80,9 @@ def test_replace_changes_only_the_temperature_and_localization():
     other = linear_regression(d=3, n=80, seed=3)
     with pytest.raises(ValueError, match="data: not a replaceable leaf of LocalPosterior .*construct a new"):
         post.replace(data=other.data)
+
+
+def test_default_nbeta_function_is_what_resolve_nbeta_uses():
+    assert default_nbeta(1000) == 1000 / math.log(1000)
+    assert resolve_nbeta(1000, None, None) == default_nbeta(1000)
+    assert resolve_nbeta(1000, 0.5, None) == 500.0

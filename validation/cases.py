@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lambda_hat import targets
+from lambda_hat.posterior import default_nbeta
 from lambda_hat.targets import Target
 
 GAMMA = 1.0
@@ -37,7 +38,7 @@ class Case:
 
 
 def nbeta_of(target: Target) -> float:
-    return target.n / math.log(target.n)
+    return default_nbeta(target.n)
 
 
 def quadratic_settings(kernel: str, target: Target, profile: str) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 
 from lambda_hat import theory
 from lambda_hat.flat import float_dtype
+from lambda_hat.posterior import default_nbeta
 from lambda_hat.targets.base import Target
 from lambda_hat.targets.normal_crossing import log_multiplicity_bias
 
@@ -316,7 +317,7 @@ def _build(
     layers_cast = [np.asarray(w, np.float64) for w in params]
     gn = _GaussNewton(layers_cast, sigma_x, widths[-1])
     a_max = gn.top_eigenvalue()
-    nbeta0 = n / math.log(n)
+    nbeta0 = default_nbeta(n)
 
     info = {
         "widths": widths,
