@@ -40,9 +40,14 @@ _FAST_COMPILE_FLAGS = "--xla_cpu_use_fusion_emitters=false"
 _FLAGS_ENV = "LAMBDA_HAT_TEST_XLA_FLAGS"  # "1": add them (when supported), "0": do not
 
 
+def _xla_flags_with(flags: str) -> str:
+    """This process's XLA_FLAGS with ``flags`` appended."""
+    return f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+
+
 def _xla_flags_supported(flags: str) -> bool:
     """Whether the installed XLA accepts ``flags`` (it aborts on an unknown flag in XLA_FLAGS)."""
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip(), "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": _xla_flags_with(flags), "JAX_PLATFORMS": "cpu"}
     probe = "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"
     try:
         return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=300).returncode == 0
@@ -62,7 +67,7 @@ def pytest_configure(config):
         use = _xla_flags_supported(_FAST_COMPILE_FLAGS)
         os.environ[_FLAGS_ENV] = "added" if use else "0"
         if use:
-            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE_FLAGS}".strip()
+            os.environ["XLA_FLAGS"] = _xla_flags_with(_FAST_COMPILE_FLAGS)
     # JAX reads these variables at import, in the workers and in subprocesses; this process has
     # imported jax already, so it is configured directly as well.
     settings = {
