@@ -3,7 +3,6 @@ chosen kernel's jitted program (compile and run timed separately), and assembles
 
 from __future__ import annotations
 
-import inspect
 import time
 import warnings
 from collections.abc import Callable
@@ -13,18 +12,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lambda_hat.checks import boolean, positive_int
 from lambda_hat.diagnostics import (
     PARETO_K_MAX,
-    RHAT_WARN,
+    below_wstar_message,
     importance_message,
     importance_shift_message,
     importance_statistics,
+    invalid_chains_message,
     llc_statistics,
+    negative_llc_message,
+    rhat_message,
+    stationarity_message,
     virial_message,
     virial_statistics,
 )
 from lambda_hat.kernels import KernelOutput, KernelSpec, get_kernel
-from lambda_hat.kernels.base import positive_int
+from lambda_hat.kernels.base import info_dict
 from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import say
@@ -61,14 +65,35 @@ def as_key(key: Any) -> jax.Array:
 
 
 def _merge_options(spec: KernelSpec, given: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(given) - set(spec.options))
+    """The kernel's defaults updated with ``given`` (deprecated names mapped to current ones, with
+    a DeprecationWarning), checked by the kernel; errors name an option as the caller wrote it."""
+    unknown = sorted(set(given) - set(spec.options) - set(spec.aliases))
     if unknown:
         raise ValueError(
             f"{unknown[0]}: not an option of kernel {spec.name!r}; "
             f"it accepts {sorted(spec.options) or 'no options'}"
             + (f" (unknown: {unknown})" if len(unknown) > 1 else "")
         )
-    return spec.check_options({**spec.options, **given})
+    as_given: dict[str, str] = {}
+    options = dict(given)
+    for old in [name for name in given if name in spec.aliases]:
+        new = spec.aliases[old]
+        if new in given:
+            raise ValueError(f"{old} and {new}: {old} is the old name of {new}; give only {new}")
+        warnings.warn(
+            f"{old}: renamed to {new} for kernel {spec.name!r}; the old name will be removed in a future release",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        options[new] = options.pop(old)
+        as_given[new] = old
+    try:
+        return spec.check_options({**spec.options, **options})
+    except (TypeError, ValueError) as err:
+        name, sep, rest = str(err).partition(":")
+        if sep and name in as_given:  # report the option under the name it was given as
+            raise type(err)(f"{as_given[name]}:{rest}") from None
+        raise
 
 
 def _compiled_run(
@@ -207,8 +232,7 @@ def sample(
     options = _merge_options(spec, kernel_options)
     rng_key = as_key(key)
     devices = resolve_devices(devices)
-    if not isinstance(warn_stationarity, bool):
-        raise ValueError(f"warn_stationarity: expected True or False, got {warn_stationarity!r}")
+    warn_stationarity = boolean("warn_stationarity", warn_stationarity)
     loss_fn, params = adapt_model(loss_fn, params)
     posterior = LocalPosterior(
         loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size, mask=mask
@@ -305,12 +329,10 @@ def _run_settings(
             raise ValueError(f"batch_size: expected 1 <= batch_size <= n = {posterior.n}, got {batch_size}")
         if batch_size == posterior.n:
             batch_size = None  # the full batch, exactly, without resampling
-    if not isinstance(progress, bool):
-        raise ValueError(f"progress: expected True or False, got {progress!r}")
-    if not isinstance(save_positions, bool):
-        raise ValueError(f"save_positions: expected True or False, got {save_positions!r}")
+    progress = boolean("progress", progress)
+    save_positions = boolean("save_positions", save_positions)
     static = dict(num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size, **options)
-    if progress and "progress" in inspect.signature(spec.run).parameters:
+    if progress and spec.progress:
         static["progress"] = True
     if save_positions:
         static["save_positions"] = True
@@ -321,14 +343,14 @@ _stationarity = jax.jit(LocalPosterior.stationarity)
 
 
 def _assemble(
-    spec,
-    posterior,
+    spec: KernelSpec,
+    posterior: LocalPosterior,
     out: KernelOutput,
-    config,
-    compile_s,
-    run_s,
-    grad_norm,
-    stationarity_shift,
+    config: dict[str, Any],
+    compile_s: float,
+    run_s: float,
+    grad_norm: float,
+    stationarity_shift: float,
     exact_trace: bool,
     emit: bool = True,
     warn_stationarity: bool = True,
@@ -338,65 +360,25 @@ def _assemble(
     loss_star = float(posterior.loss_at_wstar)
     excess = np.asarray(out.excess_loss, dtype=np.float64)
     llc_trace = nbeta * excess
-    diag = {k: np.asarray(v) for k, v in out.diagnostics.items()}
-    valid = np.all(np.isfinite(llc_trace), axis=1)
-    if "valid" in diag:
-        valid &= diag.pop("valid").astype(bool)
-    messages: list[str] = []
+    info = info_dict(out.info)
+    finite = np.isfinite(llc_trace)
+    valid = np.all(finite, axis=1) & np.asarray(out.valid, bool)
     if not valid.any():
         raise FloatingPointError(
             f"kernel {spec.name!r}: every chain produced non-finite losses or diverged; "
             "reduce the step size or check loss_fn near w*"
         )
-    if not valid.all():
-        bad = np.flatnonzero(~valid).tolist()
-        finite = np.isfinite(llc_trace)
-
-        def why(c: int) -> str:
-            if not finite[c].all():
-                return f"chain {c}: first non-finite loss at draw {int(np.argmin(finite[c]))}"
-            if "nan_steps" in diag and diag["nan_steps"][c] > 0:
-                return f"chain {c}: {int(diag['nan_steps'][c])} steps hit a non-finite log-density"
-            return f"chain {c}: flagged by the kernel's checks (non-finite state or step, or never moved)"
-
-        what = "; ".join(why(c) for c in bad[:8]) + ("; ..." if len(bad) > 8 else "")
-        messages.append(
-            f"chains {bad} produced non-finite losses or diverged and are excluded from λ̂ "
-            f"({int(valid.sum())} of {len(valid)} chains used): {what}. The loss is NaN/Inf somewhere "
-            "the chains reached (e.g. a log of a negative number) or the step size is too large"
-        )
+    messages: list[str | None] = [invalid_chains_message(valid, finite, lambda c: spec.explain_invalid(info, c))]
     stats = llc_statistics(llc_trace[valid])
-    importance = {}
+    importance: dict[str, Any] = {}
     if out.log_weights is not None:  # draws from a proposal q: certify with the importance weights
-        pareto_k = np.asarray(out.pareto_k, np.float64)
-        is_stats = importance_statistics(llc_trace[valid], np.asarray(out.log_weights)[valid])
-        importance = {
-            "pareto_k": pareto_k,
-            "llc_raw": stats["llc"],
-            "llc_raw_se": stats["llc_se"],
-            "llc_is": is_stats["llc"],
-            "llc_is_se": is_stats["llc_se"],
-            "is_ess_per_chain": np.where(valid, 0.0, np.nan),
-        }
-        importance["is_ess_per_chain"][valid] = is_stats["ess_per_chain"]
-        worst_k = float(np.max(pareto_k[valid]))
-        importance["llc_source"] = "importance-weighted" if worst_k < PARETO_K_MAX else "raw"
-        if worst_k < PARETO_K_MAX:
-            message = importance_shift_message(stats["llc"], stats["llc_se"], is_stats["llc"], spec.name)
-            if message:
-                messages.append(message)
-            stats = {
-                **stats,
-                "llc": is_stats["llc"],
-                "llc_se": is_stats["llc_se"],
-                "llc_per_chain": is_stats["llc_per_chain"],
-            }
-        else:
-            messages.append(importance_message(pareto_k, valid, spec.name))
-    extra = {k: np.asarray(v) for k, v in out.extra.items()}
-    if "excess_loss_cv" in extra:  # a control-variate version of the same draws (VI)
-        cv = llc_statistics(nbeta * np.asarray(extra["excess_loss_cv"], np.float64)[valid])
-        diag["llc_cv"], diag["llc_cv_se"] = cv["llc"], cv["llc_se"]
+        stats, importance, message = _importance_weighted(spec, out, llc_trace, valid, stats)
+        messages.append(message)
+    extra = {k: np.asarray(v) for k, v in (out.traces or {}).items()}
+    if out.excess_loss_cv is not None:  # a control-variate version of the same draws
+        extra["excess_loss_cv"] = np.asarray(out.excess_loss_cv)
+        cv = llc_statistics(nbeta * np.asarray(out.excess_loss_cv, np.float64)[valid])
+        info["llc_cv"], info["llc_cv_se"] = cv["llc"], cv["llc_se"]
     per_chain = np.full(len(valid), np.nan)
     per_chain[valid] = stats["llc_per_chain"]
     ess_per_chain = np.full(len(valid), np.nan)
@@ -409,42 +391,25 @@ def _assemble(
         "grad_norm_at_wstar": grad_norm,
         "stationarity_shift": stationarity_shift,
         **importance,
-        **diag,
+        **info,
     }
-    messages.extend(spec.messages({**diag, "valid": valid}))
+    messages.extend(spec.messages(info, valid))
     if out.virial is not None:
         virial = virial_statistics(
             np.asarray(out.virial)[valid], np.asarray(posterior.group_sizes), posterior.group_names
         )
         diagnostics["virial"] = virial
-        message = virial_message(virial, spec.name, spec.bias_advice, spec.virial_tolerance)
-        if message:
-            messages.append(message)
-    if warn_stationarity and abs(stationarity_shift) > max(0.02 * abs(stats["llc"]), stats["llc_se"]):
-        messages.append(
-            f"w* is not near-stationary: ‖∇L_n(w*)‖ = {grad_norm:.3g}, which shifts E[λ̂] by about "
-            f"{stationarity_shift:+.3g}; train w* closer to a minimum"
-        )
-    divergences = np.asarray(diag.get("divergences", 0))
-    if divergences.sum() > 0:
-        messages.append(
-            f"{int(divergences.sum())} divergent transitions (per chain: {divergences.tolist()}): "
-            "the step size is too large for parts of the posterior, or the loss is NaN/Inf where "
-            "trajectories went (those proposals are rejected); λ̂ may be biased"
-        )
+        messages.append(virial_message(virial, spec.name, spec.bias_advice, spec.virial_tolerance))
+    if warn_stationarity:
+        messages.append(stationarity_message(grad_norm, stationarity_shift, stats["llc"], stats["llc_se"]))
     if exact_trace:
         below = float(np.mean(excess[valid] < -1e-6 * max(abs(loss_star), 1e-12)))
         diagnostics["frac_draws_below_wstar"] = below
-        if below > 0.01:
-            messages.append(f"{below:.1%} of draws have L_n(w) < L_n(w*): w* is not a local minimum of the loss")
-    if np.isfinite(stats["rhat"]) and stats["rhat"] > RHAT_WARN and valid.sum() > 1:
-        messages.append(f"R-hat of the λ̂ trace is {stats['rhat']:.3f} > {RHAT_WARN}: chains disagree; run longer")
-    if stats["llc"] < 0:
-        messages.append(
-            f"λ̂ = {stats['llc']:.3g} < 0: draws fall below L_n(w*), so w* is not a local minimum "
-            "of the loss (train further or check w*)"
-        )
-    for message in messages if emit else ():
+        messages.append(below_wstar_message(below))
+    messages.append(rhat_message(stats["rhat"], int(valid.sum())))
+    messages.append(negative_llc_message(stats["llc"]))
+    shown = [m for m in messages if m]
+    for message in shown if emit else ():
         warnings.warn(message, LLCWarning, stacklevel=3)
     return LLCResult(
         llc=stats["llc"],
@@ -462,7 +427,39 @@ def _assemble(
         grad_evals=int(np.sum(np.asarray(out.grad_evals))),
         data_passes=float(np.sum(np.asarray(out.data_passes))),
         valid_chains=valid,
-        warnings=messages,
+        warnings=shown,
         extra=extra,
         positions=None if out.positions is None else posterior.positions_tree(out.positions),
     )
+
+
+def _importance_weighted(
+    spec: KernelSpec, out: KernelOutput, llc_trace: np.ndarray, valid: np.ndarray, stats: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(the λ̂ statistics to report, the importance diagnostics, a warning or None) for draws from
+    a proposal q with log importance weights: the weighted estimate when every valid chain's
+    Pareto k̂ is below PARETO_K_MAX, else q's raw mean with a warning."""
+    pareto_k = np.asarray(out.pareto_k, np.float64)
+    is_stats = importance_statistics(llc_trace[valid], np.asarray(out.log_weights)[valid])
+    importance = {
+        "pareto_k": pareto_k,
+        "llc_raw": stats["llc"],
+        "llc_raw_se": stats["llc_se"],
+        "llc_is": is_stats["llc"],
+        "llc_is_se": is_stats["llc_se"],
+        "is_ess_per_chain": np.where(valid, 0.0, np.nan),
+    }
+    importance["is_ess_per_chain"][valid] = is_stats["ess_per_chain"]
+    worst_k = float(np.max(pareto_k[valid]))
+    if worst_k >= PARETO_K_MAX:
+        importance["llc_source"] = "raw"
+        return stats, importance, importance_message(pareto_k, valid, spec.name)
+    importance["llc_source"] = "importance-weighted"
+    message = importance_shift_message(stats["llc"], stats["llc_se"], is_stats["llc"], spec.name)
+    weighted = {
+        **stats,
+        "llc": is_stats["llc"],
+        "llc_se": is_stats["llc_se"],
+        "llc_per_chain": is_stats["llc_per_chain"],
+    }
+    return weighted, importance, message

@@ -31,12 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lambda_hat.api import LLCWarning, _merge_options, as_key
+from lambda_hat.api import LLCWarning, _merge_options, _run_settings, as_key
+from lambda_hat.checks import non_negative_float, positive_float
 from lambda_hat.diagnostics import llc_statistics, virial_statistics
 from lambda_hat.kernels import get_kernel
-from lambda_hat.kernels.base import positive_float, positive_int
 from lambda_hat.models import adapt_model
-from lambda_hat.posterior import LocalPosterior, _real
+from lambda_hat.posterior import LocalPosterior
 
 CALIBRATION_KERNELS = ("sgld", "rmsprop_sgld", "adam_sgld")
 VIRIAL_MAX_DEVIATION = 0.01
@@ -267,28 +267,20 @@ def calibrate(
     if "step_size" in kernel_options:
         raise ValueError("step_size: the swept axis; give step_sizes=[...] instead")
     options = _merge_options(spec, kernel_options)
-    options.pop("step_size")
     loss_fn, params = adapt_model(loss_fn, params)
     posterior = LocalPosterior(
         loss_fn, params, data, gamma=gamma, beta=beta, nbeta=nbeta, chunk_size=chunk_size, mask=mask
     )
+    # the run arguments are checked (and batch_size == n normalised to the full batch) as in sample
+    run = _run_settings(spec, posterior, options, num_chains, num_draws, num_warmup, batch_size, False, False)
+    num_chains, num_draws, num_warmup, batch_size = run.num_chains, run.num_draws, run.num_warmup, run.batch_size
+    options.pop("step_size")
     nbs = np.asarray(
         [float(posterior.nbeta)] if nbetas is None else [positive_float("nbetas", b) for b in np.atleast_1d(nbetas)]
     )
     gms = np.asarray(
-        [float(posterior.gamma)]
-        if gammas is None
-        else [_real("gammas", g, "finite numbers >= 0", lambda v: v >= 0) for g in np.atleast_1d(gammas)]
+        [float(posterior.gamma)] if gammas is None else [non_negative_float("gammas", g) for g in np.atleast_1d(gammas)]
     )
-    num_chains = positive_int("num_chains", num_chains)
-    num_draws = positive_int("num_draws", num_draws, minimum=4)
-    num_warmup = positive_int("num_warmup", num_warmup, minimum=0)
-    if batch_size is not None:
-        batch_size = positive_int("batch_size", batch_size)
-        if batch_size > posterior.n:
-            raise ValueError(f"batch_size: expected 1 <= batch_size <= n = {posterior.n}, got {batch_size}")
-        if batch_size == posterior.n:
-            batch_size = None  # the full batch, as in sample()
     rng_key = as_key(key)
     kappa_max = None
     if step_sizes is None:
@@ -319,7 +311,9 @@ def calibrate(
             step_size=eps,
             **options,
         )
-        accept = out.diagnostics.get("mala_acceptance", jnp.full((num_chains,), jnp.nan, posterior.dtype))
+        accept = getattr(out.info, "mala_acceptance", None)
+        if accept is None:
+            accept = jnp.full((num_chains,), jnp.nan, posterior.dtype)
         return out.excess_loss, accept, out.virial
 
     start = time.perf_counter()

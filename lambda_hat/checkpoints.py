@@ -41,8 +41,8 @@ from lambda_hat.api import (
     _stationarity,
     as_key,
 )
+from lambda_hat.checks import boolean, positive_int
 from lambda_hat.kernels import get_kernel
-from lambda_hat.kernels.base import positive_int
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import say
 from lambda_hat.result import LLCResult
@@ -269,8 +269,7 @@ def sample_checkpoints(
     spec = get_kernel(kernel)
     options = _merge_options(spec, kernel_options)
     rng_key = as_key(key)
-    if not isinstance(warn_stationarity, bool):
-        raise ValueError(f"warn_stationarity: expected True or False, got {warn_stationarity!r}")
+    warn_stationarity = boolean("warn_stationarity", warn_stationarity)
     trees = _as_list(checkpoints)
     from flax import nnx
 

@@ -8,6 +8,7 @@ monotone sequence, as numpyro/Stan compute it). R-hat is the split Gelman–Rubi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -178,4 +179,84 @@ def importance_shift_message(llc_raw: float, llc_raw_se: float, llc_is: float, k
         "biased towards the raw one even though k̂ < 0.7; refit with a larger rank (one loading column "
         "per flat direction) or more steps, or estimate λ̂ with an MCMC kernel (nuts, or sgld/"
         "rmsprop_sgld for large models)"
+    )
+
+
+# -- the text of the warnings ``sample`` attaches to a result ---------------------------------
+def invalid_chains_message(
+    valid: np.ndarray, finite: np.ndarray, explain: Callable[[int], str | None] = lambda c: None
+) -> str | None:
+    """The warning for chains excluded from λ̂, or None when every chain is valid.
+
+    Args:
+        valid: (chains,) the chains used.
+        finite: (chains, draws) whether each draw's loss is finite.
+        explain: the kernel's reason why chain c was flagged, when it has one.
+    """
+    bad = np.flatnonzero(~np.asarray(valid)).tolist()
+    if not bad:
+        return None
+
+    def why(c: int) -> str:
+        if not finite[c].all():
+            return f"chain {c}: first non-finite loss at draw {int(np.argmin(finite[c]))}"
+        return explain(c) or f"chain {c}: flagged by the kernel's checks (non-finite state or step, or never moved)"
+
+    what = "; ".join(why(c) for c in bad[:8]) + ("; ..." if len(bad) > 8 else "")
+    return (
+        f"chains {bad} produced non-finite losses or diverged and are excluded from λ̂ "
+        f"({int(np.sum(valid))} of {len(valid)} chains used): {what}. The loss is NaN/Inf somewhere "
+        "the chains reached (e.g. a log of a negative number) or the step size is too large"
+    )
+
+
+def divergence_message(divergences: np.ndarray) -> str | None:
+    """The warning for divergent transitions of a Metropolis-adjusted kernel, or None."""
+    divergences = np.asarray(divergences)
+    if divergences.sum() <= 0:
+        return None
+    return (
+        f"{int(divergences.sum())} divergent transitions (per chain: {divergences.tolist()}): "
+        "the step size is too large for parts of the posterior, or the loss is NaN/Inf where "
+        "trajectories went (those proposals are rejected); λ̂ may be biased"
+    )
+
+
+def divergence_messages(info: dict[str, np.ndarray], valid: np.ndarray) -> list[str]:
+    """``KernelSpec.messages`` of kernels whose ``info`` counts ``divergences``."""
+    message = divergence_message(info["divergences"])
+    return [message] if message else []
+
+
+def stationarity_message(grad_norm: float, shift: float, llc: float, llc_se: float) -> str | None:
+    """The warning for a w* whose gradient shifts E[λ̂] by more than max(2% of λ̂, its MCSE)."""
+    if abs(shift) <= max(0.02 * abs(llc), llc_se):
+        return None
+    return (
+        f"w* is not near-stationary: ‖∇L_n(w*)‖ = {grad_norm:.3g}, which shifts E[λ̂] by about "
+        f"{shift:+.3g}; train w* closer to a minimum"
+    )
+
+
+def below_wstar_message(fraction_below: float) -> str | None:
+    """The warning for draws whose full-batch loss falls below L_n(w*) (more than 1% of them)."""
+    if fraction_below <= 0.01:
+        return None
+    return f"{fraction_below:.1%} of draws have L_n(w) < L_n(w*): w* is not a local minimum of the loss"
+
+
+def rhat_message(rhat: float, num_valid_chains: int) -> str | None:
+    """The warning for chains that disagree (R-hat above RHAT_WARN)."""
+    if not (np.isfinite(rhat) and rhat > RHAT_WARN and num_valid_chains > 1):
+        return None
+    return f"R-hat of the λ̂ trace is {rhat:.3f} > {RHAT_WARN}: chains disagree; run longer"
+
+
+def negative_llc_message(llc: float) -> str | None:
+    """The warning for λ̂ < 0 (which a minimum w* cannot give)."""
+    if llc >= 0:
+        return None
+    return (
+        f"λ̂ = {llc:.3g} < 0: draws fall below L_n(w*), so w* is not a local minimum "
+        "of the loss (train further or check w*)"
     )

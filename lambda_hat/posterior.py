@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lambda_hat.checks import integer, non_negative_float, real
 from lambda_hat.flat import FlatSpec, float_dtype, ravel
 
 LossFn = Callable[[Any, Any], jax.Array]
@@ -159,19 +160,6 @@ def _parameter_groups(params: Any, spec: FlatSpec, free_idx: np.ndarray | None) 
     return tuple(names[i] for i in used), ids.astype(np.int32)
 
 
-def _real(name: str, value: Any, expected: str, ok: Callable[[float], bool]) -> float:
-    """A real scalar (Python/NumPy number or 0-d array) passing ``ok``, else an error naming ``name``."""
-    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
-        raise TypeError(f"{name}: expected {expected}, got {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected {expected}, got {value!r:.60}") from None
-    if not (math.isfinite(out) and ok(out)):
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
-    return out
-
-
 def default_nbeta(n: int) -> float:
     """The default inverse temperature times n: nβ* = n/log n (β* = 1/log n, the WBIC
     temperature). Requires n >= 2."""
@@ -183,9 +171,9 @@ def resolve_nbeta(n: int, beta: float | None, nbeta: float | None) -> float:
     if beta is not None and nbeta is not None:
         raise ValueError(f"beta and nbeta: give at most one of them, got beta={beta} and nbeta={nbeta}")
     if nbeta is not None:
-        return _real("nbeta", nbeta, "a finite number > 0", lambda v: v > 0)
+        return real("nbeta", nbeta, "a finite number > 0", lambda v: v > 0)
     if beta is not None:
-        return n * _real("beta", beta, "a finite number > 0", lambda v: v > 0)
+        return n * real("beta", beta, "a finite number > 0", lambda v: v > 0)
     return default_nbeta(n)
 
 
@@ -241,15 +229,12 @@ class LocalPosterior:
         if n < 2:
             raise ValueError(f"data: expected n >= 2 examples along the leading axis, got n={n}")
         data = _cast_data(data, dtype)
-        gamma_value = _real("gamma", gamma, "a finite number >= 0", lambda v: v >= 0)
-        if chunk_size is None:
-            chunk = DEFAULT_CHUNK_SIZE
-        elif isinstance(chunk_size, (bool, np.bool_)) or not isinstance(chunk_size, (int, np.integer)):
-            raise TypeError(f"chunk_size: expected a positive integer (or None), got {chunk_size!r}")
-        elif chunk_size < 1:
-            raise ValueError(f"chunk_size: expected a positive integer (or None), got {chunk_size!r}")
-        else:
-            chunk = int(chunk_size)
+        gamma_value = non_negative_float("gamma", gamma)
+        chunk = (
+            DEFAULT_CHUNK_SIZE
+            if chunk_size is None
+            else integer("chunk_size", chunk_size, minimum=1, expected="a positive integer (or None)")
+        )
         self.loss_fn = loss_fn
         self.spec = spec
         self.n = n

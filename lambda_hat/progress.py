@@ -13,8 +13,6 @@ import time
 
 import jax
 
-from lambda_hat.sharding import is_first_shard
-
 _START: dict[str, float] = {}
 
 
@@ -37,13 +35,14 @@ def _report(t, total, label):
     say(head + ")")
 
 
-def tick(t: jax.Array, total: int, label: str, enabled: bool) -> None:
-    """Print progress every ~5% of ``total`` steps when ``enabled`` (a Python bool)."""
+def tick(t: jax.Array, total: int, label: str, enabled: bool, show: jax.Array | bool = True) -> None:
+    """Print progress every ~5% of ``total`` steps when ``enabled`` (a Python bool) and ``show``
+    (traced: True in the program that runs chain 0, so a run split over devices prints once)."""
     if not enabled or total <= 0:
         return
     every = max(total // 20, 1)
     jax.lax.cond(
-        ((t % every == 0) | (t == total - 1)) & is_first_shard(),
+        ((t % every == 0) | (t == total - 1)) & show,
         lambda: jax.debug.callback(_report, t, total, label, ordered=False),
         lambda: None,
     )

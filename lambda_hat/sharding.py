@@ -3,8 +3,8 @@
 Chains are independent, so with several devices the chains are cut into equal blocks and each
 device runs the *same* single-device program on its block (dispatched asynchronously, so the
 devices work at the same time); the blocks are then concatenated in chain order. Every kernel
-derives chain c's randomness from ``fold_in(key, c)`` with the *global* chain index
-(:func:`chain_index`), so a key gives the same draws whether the chains run on one device or on
+derives chain c's randomness from ``fold_in(key, c)`` with the *global* chain index (each
+block's program is given the index of its first chain, ``first_chain``), so a key gives the same draws whether the chains run on one device or on
 several. When ``num_chains`` is not a multiple of the device count the last block is padded with
 extra chains that are run and dropped.
 
@@ -27,25 +27,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-
-class _TracingOffsets(threading.local):
-    """Per thread: the stack of (traced) global indices of the first chain of the block being
-    traced. Thread-local because compile_plan traces the per-device programs in parallel threads,
-    and each trace must read its own block's offset."""
-
-    def __init__(self) -> None:
-        self.stack: list[Any] = []
-
-
-_OFFSETS = _TracingOffsets()
 
 
 def resolve_devices(devices: Any) -> list[jax.Device]:
@@ -78,19 +65,6 @@ def resolve_devices(devices: Any) -> list[jax.Device]:
     return sorted(chosen, key=lambda d: (d.process_index, d.id))
 
 
-def chain_index(num_chains: int) -> jax.Array:
-    """Global indices of the chains run by this program (this device's block when split)."""
-    local = jnp.arange(num_chains)
-    stack = _OFFSETS.stack
-    return local + stack[-1] if stack else local
-
-
-def is_first_shard() -> jax.Array | bool:
-    """True in the block holding chain 0 (for progress output; always True when not split)."""
-    stack = _OFFSETS.stack
-    return stack[-1] == 0 if stack else True
-
-
 def padded_chains(num_chains: int, num_devices: int) -> int:
     """The smallest multiple of num_devices that is >= num_chains."""
     return math.ceil(num_chains / num_devices) * num_devices
@@ -98,14 +72,10 @@ def padded_chains(num_chains: int, num_devices: int) -> int:
 
 def block_program(run: Callable[..., Any], static: dict[str, Any]) -> Callable[..., Any]:
     """``fn(key, posterior, first_chain)``: ``run`` for one block of chains whose first global
-    chain index is the traced int ``first_chain``."""
+    chain index is the traced int ``first_chain`` (passed on to the kernel's run)."""
 
     def fn(key, posterior, first_chain):
-        _OFFSETS.stack.append(first_chain)
-        try:
-            return run(key, posterior, **static)
-        finally:
-            _OFFSETS.stack.pop()
+        return run(key, posterior, first_chain=first_chain, **static)
 
     return fn
 

@@ -108,7 +108,7 @@ def test_gaussian_oracle_matches_monte_carlo(d, seed, log_cond, gamma):
 #   with whitened u = D^-½v the chain is the same OU process, whose covariance lies between
 #   M⁻¹ and M⁻¹/(1 − hμ/2) (M = D^½PD^½), and E[½vᵀHv] is monotone in it.
 # - adam_sgld: [0, B/(1 − β₁)]: m̂ lags the gradient by ~1/(1 − β₁) steps, which multiplies the
-#   step bias by about that factor (kernels/preconditioned_sgld.py; first order in ε, measured
+#   step bias by about that factor (kernels/adam_sgld.py; first order in ε, measured
 #   in tests/test_preconditioned_sgld.py), so it runs at a 10× smaller ε.
 # - hmc, nuts: [0, 0] (Metropolis-adjusted: exact).
 # - mclmc: [−2%·exact, 0]: unadjusted, ≈1% low at desired_energy_var = 1e-4 (measured −0.5…−1%

@@ -12,10 +12,13 @@ import textwrap
 import threading
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import lambda_hat as lh
-from lambda_hat.sharding import block_program, chain_index, is_first_shard, padded_chains, resolve_devices
+from lambda_hat.kernels.chains import chain_keys
+from lambda_hat.sharding import block_program, padded_chains, resolve_devices
 from lambda_hat.targets import linear_regression
 
 SCRIPT = textwrap.dedent(
@@ -110,23 +113,27 @@ def test_hmc_on_two_devices_agrees_within_monte_carlo_error(two_devices):
 
 def test_blocks_traced_in_parallel_threads_see_their_own_first_chain():
     """compile_plan traces the per-device programs in parallel threads: each block's program must
-    read its own first chain index, even while another thread is inside its own block."""
+    get its own first chain index (passed explicitly to the kernel's run), even while another
+    thread is inside its own block, and its chain keys are those of the global chain indices."""
     both_inside = threading.Barrier(2, timeout=30)
+    key = jax.random.key(7)
 
-    def run(key, posterior, num_chains):
+    def run(key, posterior, *, first_chain, num_chains):
         both_inside.wait()  # the other thread has entered its block too
-        return chain_index(num_chains), is_first_shard()
+        return jnp.arange(num_chains) + first_chain, first_chain == 0, chain_keys(key, num_chains, first_chain)
 
     fn = block_program(run, {"num_chains": 3})
     out = {}
-    threads = [threading.Thread(target=lambda f=f: out.__setitem__(f, fn(None, None, f))) for f in (0, 3)]
+    threads = [threading.Thread(target=lambda f=f: out.__setitem__(f, fn(key, None, f))) for f in (0, 3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert [int(i) for i in out[0][0]] == [0, 1, 2] and bool(out[0][1])
     assert [int(i) for i in out[3][0]] == [3, 4, 5] and not bool(out[3][1])
-    assert [int(i) for i in chain_index(2)] == [0, 1] and is_first_shard()  # outside any block
+    expected = jax.random.key_data(chain_keys(key, 6))
+    assert np.array_equal(jax.random.key_data(out[0][2]), expected[:3])
+    assert np.array_equal(jax.random.key_data(out[3][2]), expected[3:])
 
 
 def test_padded_chains():

@@ -39,18 +39,43 @@ never moved.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
 from blackjax.mcmc.adjusted_mclmc_dynamic import make_random_trajectory_length_fn
 
-from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, probability
+from lambda_hat.checks import boolean, optional_positive_float, probability
+from lambda_hat.diagnostics import divergence_messages
+from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import chain_keys
-from lambda_hat.kernels.hmc import check_inverse_mass_matrix, inverse_mass_matrix_vector, optional_positive_float
-from lambda_hat.kernels.mclmc import MIN_TUNING_WARMUP, pad_to_two_dimensions
+from lambda_hat.kernels.isokinetic import MIN_TUNING_WARMUP, pad_to_two_dimensions
+from lambda_hat.kernels.mass_matrix import check_inverse_mass_matrix, inverse_mass_matrix_vector
 from lambda_hat.posterior import LocalPosterior
+
+
+class AdjustedMCLMCInfo(NamedTuple):
+    """Per-chain diagnostics of an adjusted MCLMC run.
+
+    Attributes:
+        acceptance_rate: mean MH acceptance probability over the draws.
+        divergences: draws whose energy error exceeded 1000.
+        step_size: the integrator step ε in use.
+        L: the mean trajectory length in use.
+        num_integration_steps: mean integration steps per draw.
+        tuning_steps: MH steps the tuner ran (0 when L and step_size were given).
+        warmup_grad_evals: gradient evaluations of initialisation and tuning or burn-in.
+    """
+
+    acceptance_rate: jax.Array
+    divergences: jax.Array
+    step_size: jax.Array
+    L: jax.Array
+    num_integration_steps: jax.Array
+    tuning_steps: jax.Array
+    warmup_grad_evals: jax.Array
+
 
 _FRAC = 0.1  # frac_tune1 = frac_tune2; frac_tune3 = 0 (BlackJAX's defaults for the adjusted tuner)
 MAX_INTEGRATION_STEPS = 64  # per proposal; the tuned mean is 2
@@ -86,6 +111,7 @@ def run_adjusted_mclmc(
     key: jax.Array,
     posterior: LocalPosterior,
     *,
+    first_chain: jax.Array | int = 0,
     num_chains: int,
     num_draws: int,
     num_warmup: int,
@@ -107,9 +133,7 @@ def run_adjusted_mclmc(
             f"{MIN_TUNING_WARMUP}, got {num_warmup} (or give both L and step_size to skip tuning)"
         )
     padded = pad_to_two_dimensions(posterior)
-    imm_fixed = inverse_mass_matrix_vector(inverse_mass_matrix, posterior.dim, dtype)
-    if padded.pad:
-        imm_fixed = jnp.concatenate([imm_fixed, jnp.ones((1,), dtype)])
+    imm_fixed = padded.pad_vector(inverse_mass_matrix_vector(inverse_mass_matrix, posterior.dim, dtype))
     kernel = blackjax.adjusted_mclmc_dynamic.build_kernel(
         integration_steps_fn=_integration_steps_fn(),
         integrator=blackjax.mcmc.integrators.isokinetic_mclachlan,
@@ -168,25 +192,24 @@ def run_adjusted_mclmc(
         params_ok = jnp.isfinite(ell) & (ell > 0) & jnp.isfinite(eps) & (eps > 0)
         params_ok &= jnp.all(jnp.isfinite(imm) & (imm > 0))
         valid = jnp.all(jnp.isfinite(excess)) & params_ok & (moves > 0)
-        diag = {
-            "acceptance_rate": acc / num_draws,
-            "divergences": div,
-            "step_size": eps,
-            "L": ell,
-            "num_integration_steps": steps.astype(dtype) / num_draws,
-            "tuning_steps": jnp.asarray(tuning_steps(num_warmup) if tune else 0, jnp.int32),
-            "warmup_grad_evals": 1 + 2 * warm_integration_steps,
-            "valid": valid,
-        }
-        return excess, diag, positions, virial, 1 + 2 * (warm_integration_steps + steps)
+        info = AdjustedMCLMCInfo(
+            acceptance_rate=acc / num_draws,
+            divergences=div,
+            step_size=eps,
+            L=ell,
+            num_integration_steps=steps.astype(dtype) / num_draws,
+            tuning_steps=jnp.asarray(tuning_steps(num_warmup) if tune else 0, jnp.int32),
+            warmup_grad_evals=1 + 2 * warm_integration_steps,
+        )
+        return excess, valid, info, positions, virial, 1 + 2 * (warm_integration_steps + steps)
 
-    excess, diag, positions, virial, evals = jax.vmap(one_chain)(chain_keys(key, num_chains))
+    excess, valid, info, positions, virial, evals = jax.vmap(one_chain)(chain_keys(key, num_chains, first_chain))
     return KernelOutput(
         excess_loss=excess,
+        valid=valid,
+        info=info,
         grad_evals=evals,
         data_passes=evals.astype(dtype),
-        diagnostics=diag,
-        extra={},
         positions=positions,
         virial=virial,
     )
@@ -225,8 +248,7 @@ ADJUSTED_MCLMC = KernelSpec(
     default_num_warmup=1000,
     minibatch=False,
     check_options=_check,
-    description="Metropolis-adjusted MCLMC (blackjax.adjusted_mclmc_dynamic, isokinetic McLachlan, "
-    "random trajectory lengths) tuned by adjusted_mclmc_find_L_and_step_size; num_warmup = tuning steps",
+    messages=divergence_messages,
     bias_advice="adjusted MCLMC is exact in the limit: raise num_warmup or num_draws, or check R-hat "
     "for chains that have not mixed",
 )

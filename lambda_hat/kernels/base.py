@@ -1,18 +1,21 @@
-"""What every kernel provides to :func:`lambda_hat.sample`.
+"""The contract between a kernel and :func:`lambda_hat.sample`.
 
 A kernel is a :class:`KernelSpec`: its name, the options it accepts (with defaults), default
-draw counts, option checks, and ``run``. ``run`` is traced once inside ``jax.jit`` and must run
-all chains (vmapped) in one program; it returns a :class:`KernelOutput`.
+draw counts, option checks, capabilities, and ``run``. ``run`` is traced once inside ``jax.jit``
+and must run all chains (vmapped) in one program; it returns a :class:`KernelOutput`, whose
+fields are the same for every kernel. What is specific to one kernel travels in its typed
+``info`` (a NamedTuple of per-chain arrays, one class per kernel) and is read only by that
+kernel's own host-side ``messages``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 
 class KernelOutput(NamedTuple):
@@ -21,10 +24,15 @@ class KernelOutput(NamedTuple):
     Attributes:
         excess_loss: (chains, draws) post-warmup estimates of L_n(w_t) − L_n(w*) (minibatch
             estimates for stochastic-gradient kernels, exact full-batch values otherwise).
+        valid: (chains,) bool: False where the kernel's own checks failed (a non-finite state or
+            tuned parameter, a chain that never moved, ...); such chains are excluded from λ̂.
+        info: the kernel's typed diagnostics, a NamedTuple of (chains,) arrays (acceptance,
+            divergences, tuned step sizes, ...); its non-None fields appear in
+            ``LLCResult.diagnostics`` under their field names.
         grad_evals: (chains,) number of log-density gradient evaluations, warmup and tuning included.
         data_passes: (chains,) the same work in full-data passes (grad evals × batch size / n).
-        diagnostics: per-chain arrays, kernel specific (acceptance, divergences, tuned step sizes, ...).
-        extra: kernel-specific arrays that are not per-chain diagnostics (e.g. the ELBO trace).
+        traces: per-chain arrays with their own time axis, e.g. VI's ELBO trace (chains, steps);
+            they appear in ``LLCResult.extra``. None when there are none.
         positions: (chains, draws, d) flat positions whose losses are ``excess_loss`` (sampled
             coordinates only when masked), when the run was asked to save them; otherwise None.
         virial: (chains, draws, num_groups) per-draw group means of v_i·∂_iU (see
@@ -36,56 +44,38 @@ class KernelOutput(NamedTuple):
             rather than the posterior itself (VI). None for MCMC draws (equal weights).
         pareto_k: (chains,) Pareto-smoothing shape k̂ of each chain's importance weights, with
             ``log_weights``: below 0.7 the self-normalised estimate is reliable.
+        excess_loss_cv: (chains, draws) a control-variate version of ``excess_loss`` on the same
+            draws (same expectation, smaller variance; VI's quadratic control variate), or None.
     """
 
     excess_loss: jax.Array
+    valid: jax.Array
+    info: Any
     grad_evals: jax.Array
     data_passes: jax.Array
-    diagnostics: dict[str, jax.Array]
-    extra: dict[str, Any]
+    traces: Mapping[str, jax.Array] | None = None
     positions: jax.Array | None = None
     virial: jax.Array | None = None
     log_weights: jax.Array | None = None
     pareto_k: jax.Array | None = None
+    excess_loss_cv: jax.Array | None = None
 
 
-def positive_float(name: str, value: Any) -> float:
-    """Check a strictly positive finite float option."""
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number > 0, got {value!r}") from None
-    if not (math.isfinite(out) and out > 0):
-        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
-    return out
+def info_dict(info: Any) -> dict[str, np.ndarray]:
+    """A kernel's typed ``info`` as {field: numpy array}, leaving out fields that are None."""
+    if info is None:
+        return {}
+    return {k: np.asarray(v) for k, v in info._asdict().items() if v is not None}
 
 
-def positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """Check an integer option >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (hasattr(value, "__index__")):
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    out = int(value)
-    if out < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return out
+def no_messages(info: dict[str, np.ndarray], valid: np.ndarray) -> list[str]:
+    """The default ``KernelSpec.messages``: nothing to add."""
+    return []
 
 
-def boolean(name: str, value: Any) -> bool:
-    """Check a True/False option (no truthy stand-ins: 1, "yes" and None are rejected)."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: expected True or False, got {value!r}")
-    return value
-
-
-def probability(name: str, value: Any) -> float:
-    """Check a number strictly between 0 and 1."""
-    try:
-        out = positive_float(name, value)
-    except ValueError:
-        raise ValueError(f"{name}: expected a number in (0, 1), got {value!r}") from None
-    if not out < 1:
-        raise ValueError(f"{name}: expected a number in (0, 1), got {value!r}")
-    return out
+def no_explanation(info: dict[str, np.ndarray], chain: int) -> str | None:
+    """The default ``KernelSpec.explain_invalid``: no kernel-specific reason."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -93,12 +83,23 @@ class KernelSpec:
     """Registry entry for one kernel.
 
     Attributes:
+        name: the ``kernel=`` name.
+        run: ``run(key, posterior, *, first_chain, num_chains, num_draws, num_warmup, batch_size,
+            save_positions, [progress,] **options) -> KernelOutput``. ``first_chain`` is the global
+            index of the first chain this program runs (a traced int; 0 unless the chains are
+            split over devices): chain c's randomness derives from ``fold_in(key, c)``.
         options: accepted keyword options and their defaults (None = tuned automatically).
-        check_options: validates and normalises the merged options (raise ValueError naming the option).
-        run: ``run(key, posterior, *, num_chains, num_draws, num_warmup, batch_size, **options)``.
+        default_num_draws, default_num_warmup: used when ``sample`` is given None.
         minibatch: whether the kernel can use ``batch_size``; full-batch kernels reject it.
-        messages: ``messages(diagnostics) -> list[str]``, warnings the kernel wants shown, composed on
-            the host from its per-chain diagnostics (NumPy arrays) after the run.
+        progress: whether ``run`` reports step progress (it then takes ``progress=``); kernels
+            without it show only the host-side stages.
+        check_options: validates and normalises the merged options (raise naming the option).
+        aliases: deprecated option names → current names; a deprecated name still works (with a
+            DeprecationWarning) and its errors name it as given.
+        messages: ``messages(info, valid) -> list[str]``, warnings the kernel wants shown, composed
+            on the host from its per-chain ``info`` (NumPy arrays) and validity after the run.
+        explain_invalid: ``explain_invalid(info, c) -> str | None``, the kernel's reason why chain
+            c was flagged invalid, when it knows one.
         bias_advice: what to do when the virial self-check fails for this kernel (shown in the warning).
         check_posterior: raises ValueError for a posterior the kernel cannot handle (before compiling).
         virial_tolerance: |r − 1| below max(this, 3·se) passes the virial self-check.
@@ -110,9 +111,11 @@ class KernelSpec:
     default_num_draws: int
     default_num_warmup: int
     minibatch: bool
+    progress: bool = False
     check_options: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda o: o)
-    description: str = ""
-    messages: Callable[[dict[str, Any]], list[str]] = field(default=lambda diagnostics: [])
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    messages: Callable[[dict[str, np.ndarray], np.ndarray], list[str]] = no_messages
+    explain_invalid: Callable[[dict[str, np.ndarray], int], str | None] = no_explanation
     bias_advice: str = "use a smaller step size or a longer warmup"
     check_posterior: Callable[[Any], None] = field(default=lambda posterior: None)
     virial_tolerance: float = 0.02

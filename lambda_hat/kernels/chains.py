@@ -7,13 +7,13 @@ import jax
 import jax.numpy as jnp
 
 from lambda_hat.progress import tick
-from lambda_hat.sharding import chain_index
 
 
-def chain_keys(key: jax.Array, num_chains: int) -> jax.Array:
-    """Per-chain keys: chain c gets fold_in(key, c), independent of num_chains and of how the
-    chains are split over devices (c is the global chain index)."""
-    return jax.vmap(lambda c: jax.random.fold_in(key, c))(chain_index(num_chains))
+def chain_keys(key: jax.Array, num_chains: int, first_chain: jax.Array | int = 0) -> jax.Array:
+    """Per-chain keys of a program that runs chains first_chain, …, first_chain + num_chains − 1:
+    chain c gets fold_in(key, c), independent of num_chains and of how the chains are split over
+    devices (c is the global chain index; ``first_chain`` may be traced)."""
+    return jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(num_chains) + first_chain)
 
 
 KEY_CHUNK = 256  # steps whose keys are drawn in one vectorized split
@@ -25,6 +25,7 @@ def run_chains(
     init_state,
     chain_step,
     *,
+    first_chain,
     num_draws,
     num_warmup,
     batch_size,
@@ -37,6 +38,7 @@ def run_chains(
 
     ``chain_step(state, noise_key, batch, keep) -> (state, (excess, aux))`` is one chain's step;
     ``keep`` (a Python bool) is False during warmup; ``batch`` is None for the full batch.
+    ``first_chain`` is the global index of the first chain in ``init_state`` (see chain_keys).
     Randomness: chain c's phase p (0 = warmup, 1 = draws) has key k = fold_in(fold_in(key, c), p);
     its steps come in chunks of KEY_CHUNK, and chunk j's (minibatch, noise) keys are
     split(fold_in(k, j), (KEY_CHUNK, 2)) — one vectorized hash per chunk instead of two per step.
@@ -45,7 +47,7 @@ def run_chains(
     points whose losses are ``excess``) when ``save_positions``, else None.
     """
     num_chains = jax.tree.leaves(init_state)[0].shape[0]
-    keys = chain_keys(key, num_chains)
+    keys = chain_keys(key, num_chains, first_chain)
     steps = num_warmup + num_draws
 
     def one(state, step_keys, keep):
@@ -63,7 +65,7 @@ def run_chains(
 
             def body(states, xs):
                 i, step_keys = xs
-                tick(start + j * KEY_CHUNK + i, steps, label, progress)
+                tick(start + j * KEY_CHUNK + i, steps, label, progress, first_chain == 0)
                 return jax.vmap(one, in_axes=(0, 0, None))(states, step_keys, keep)
 
             return jax.lax.scan(body, states, (jnp.arange(size), chunk_keys))

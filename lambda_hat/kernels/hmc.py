@@ -41,60 +41,111 @@ counted, not excluded.
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 
-from lambda_hat.kernels.base import KernelOutput, KernelSpec, positive_float, positive_int, probability
+from lambda_hat.checks import fraction, optional_positive_float, positive_int, probability
+from lambda_hat.diagnostics import divergence_messages
+from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import chain_keys
+from lambda_hat.kernels.mass_matrix import check_inverse_mass_matrix, inverse_mass_matrix_vector
 from lambda_hat.posterior import LocalPosterior
 
 
-# -- option helpers (shared with mclmc) ---------------------------------------------------
-def check_inverse_mass_matrix(value: Any) -> float | tuple[float, ...] | None:
-    """None, a positive scalar, or a vector of positive floats -> hashable (float or tuple)."""
-    if value is None:
-        return None
-    try:
-        arr = jnp.asarray(value, dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"inverse_mass_matrix: expected a positive scalar or a length-d vector, got {value!r}"
-        ) from None
-    if arr.ndim > 1:
-        raise ValueError(
-            f"inverse_mass_matrix: expected a positive scalar or a length-d vector (diagonal), "
-            f"got an array of shape {arr.shape}"
+class HMCInfo(NamedTuple):
+    """Per-chain diagnostics of an HMC or NUTS run.
+
+    Attributes:
+        acceptance_rate: mean over draws of the MH acceptance probability (NUTS: the
+            trajectory-averaged one).
+        divergences: post-warmup count of divergent transitions (energy error > 1000).
+        step_size: the adapted (or given) leapfrog step ε.
+        num_integration_steps: mean leapfrog steps per draw.
+        warmup_grad_evals: gradient evaluations of initialisation and warmup.
+    """
+
+    acceptance_rate: jax.Array
+    divergences: jax.Array
+    step_size: jax.Array
+    num_integration_steps: jax.Array
+    warmup_grad_evals: jax.Array
+
+
+class _Warmup(NamedTuple):
+    state: Any
+    step_size: jax.Array
+    inverse_mass_matrix: jax.Array
+    integration_steps: jax.Array  # leapfrog steps taken during warmup
+
+
+def _burn_in(algorithm, kernel, logdensity, extra, w0, key, num_warmup, step_size, imm) -> _Warmup:
+    """No adaptation: ``num_warmup`` plain steps with the given (ε, M⁻¹)."""
+    state = algorithm.init(w0, logdensity)
+
+    def burn(carry, k):
+        state, n = carry
+        state, info = kernel(k, state, logdensity, step_size, imm, **extra)
+        return (state, n + jnp.asarray(info.num_integration_steps, jnp.int32)), None
+
+    (state, n), _ = jax.lax.scan(burn, (state, jnp.zeros((), jnp.int32)), jax.random.split(key, num_warmup))
+    return _Warmup(state, step_size, imm, n)
+
+
+def _adapt(algorithm, logdensity, extra, w0, key, num_warmup, target_acceptance_rate, imm_given, dtype) -> _Warmup:
+    """BlackJAX's window adaptation of (ε, diagonal M⁻¹); with ``imm_given``, M⁻¹ stays fixed and
+    only ε is adapted (fast windows throughout)."""
+    common = dict(
+        initial_step_size=jnp.asarray(1.0, dtype),
+        target_acceptance_rate=target_acceptance_rate,
+        # keep only each warmup iteration's leapfrog-step count (for honest gradient counts)
+        adaptation_info_fn=get_filter_adapt_info_fn(info_keys={"num_integration_steps"}),
+        **extra,
+    )
+    if imm_given is None:
+        adapt = blackjax.window_adaptation(algorithm, logdensity, is_mass_matrix_diagonal=True, **common)
+    else:
+        adapt = blackjax.adaptation.staged_adaptation.staged_adaptation(
+            algorithm,
+            logdensity,
+            metric="welford_diag",
+            initial_inverse_mass_matrix=imm_given,
+            schedule_fn=lambda n: jnp.zeros((n, 2), jnp.int32),
+            **common,
         )
-    if arr.size == 0 or not bool(jnp.all(jnp.isfinite(arr) & (arr > 0))):
-        raise ValueError(
-            f"inverse_mass_matrix: expected finite entries > 0 (a diagonal inverse mass matrix), got {value!r}"
+    (state, params), info = adapt.run(key, w0, num_steps=num_warmup)
+    steps = jnp.sum(jnp.asarray(info.info.num_integration_steps, jnp.int32))
+    return _Warmup(
+        state, jnp.asarray(params["step_size"], dtype), jnp.asarray(params["inverse_mass_matrix"], dtype), steps
+    )
+
+
+def _draws(posterior, kernel, logdensity, extra, warm: _Warmup, key, num_draws, save_positions):
+    """``num_draws`` steps with the warmup's (ε, M⁻¹): excess losses, virial terms, positions and
+    running totals (acceptance, divergences, leapfrog steps, moves)."""
+    dtype = posterior.dtype
+
+    def draw(carry, k):
+        state, acc, div, steps, moves = carry
+        new, info = kernel(k, state, logdensity, warm.step_size, warm.inverse_mass_matrix, **extra)
+        excess = posterior.excess_loss_from_logdensity(new.position, new.logdensity)
+        carry = (
+            new,
+            acc + jnp.asarray(info.acceptance_rate, dtype),
+            div + jnp.asarray(info.is_divergent, jnp.int32),
+            steps + jnp.asarray(info.num_integration_steps, jnp.int32),
+            moves + jnp.any(new.position != state.position).astype(jnp.int32),
         )
-    if arr.ndim == 0:
-        return float(arr)
-    return tuple(float(x) for x in arr)
+        virial = posterior.virial_terms(new.position, -new.logdensity_grad)
+        return carry, (excess, virial, new.position if save_positions else None)
 
-
-def inverse_mass_matrix_vector(value: float | tuple[float, ...] | None, dim: int, dtype) -> jax.Array:
-    """The option as a length-``dim`` vector in the run dtype (identity when None)."""
-    if value is None:
-        return jnp.ones((dim,), dtype)
-    if isinstance(value, float):
-        return jnp.full((dim,), value, dtype)
-    if len(value) != dim:
-        raise ValueError(
-            f"inverse_mass_matrix: expected a scalar or a vector of length d = {dim} "
-            f"(the number of parameters), got length {len(value)}"
-        )
-    return jnp.asarray(value, dtype)
-
-
-def optional_positive_float(name: str, value: Any) -> float | None:
-    return None if value is None else positive_float(name, value)
+    zero_i = jnp.zeros((), jnp.int32)
+    init = (warm.state, jnp.zeros((), dtype), zero_i, zero_i, zero_i)
+    return jax.lax.scan(draw, init, jax.random.split(key, num_draws))
 
 
 def _jitter_bounds(num_integration_steps: int, jitter: float) -> tuple[int, int]:
@@ -131,8 +182,9 @@ def _run_hmc_family(
     key: jax.Array,
     posterior: LocalPosterior,
     *,
-    algorithm,
+    algorithm: Any,
     extra: dict[str, Any],
+    first_chain: jax.Array | int,
     num_chains: int,
     num_draws: int,
     num_warmup: int,
@@ -141,9 +193,8 @@ def _run_hmc_family(
     target_acceptance_rate: float,
     save_positions: bool = False,
 ) -> KernelOutput:
-    dtype = posterior.dtype
-    dim = posterior.dim
-    logdensity = posterior.logdensity
+    """Warmup (burn-in with a given ε, or adaptation), then draws; all chains vmapped."""
+    dtype, dim, logdensity = posterior.dtype, posterior.dim, posterior.logdensity
     imm_given = None if inverse_mass_matrix is None else inverse_mass_matrix_vector(inverse_mass_matrix, dim, dtype)
     if step_size is None and num_warmup < 1:
         raise ValueError(
@@ -151,89 +202,46 @@ def _run_hmc_family(
             "(or give step_size to skip adaptation)"
         )
     kernel = algorithm.build_kernel()
-    # Keep only the leapfrog-step count of each warmup iteration (for honest gradient counts).
-    info_fn = get_filter_adapt_info_fn(info_keys={"num_integration_steps"})
+    warmup: Callable[[jax.Array], _Warmup]
+    if step_size is not None:
+        imm = jnp.ones((dim,), dtype) if imm_given is None else imm_given
+        eps = jnp.asarray(step_size, dtype)
 
-    def count(info_steps):
-        return jnp.sum(jnp.asarray(info_steps, jnp.int32))
+        def warmup(k):
+            return _burn_in(algorithm, kernel, logdensity, extra, posterior.w_star, k, num_warmup, eps, imm)
 
-    def warmup(k, w0):
-        if step_size is not None:  # no adaptation: plain burn-in with the given parameters
-            eps = jnp.asarray(step_size, dtype)
-            imm = jnp.ones((dim,), dtype) if imm_given is None else imm_given
-            state = algorithm.init(w0, logdensity)
+    else:
 
-            def burn(carry, kk):
-                state, n = carry
-                state, info = kernel(kk, state, logdensity, eps, imm, **extra)
-                return (state, n + jnp.asarray(info.num_integration_steps, jnp.int32)), None
-
-            (state, n), _ = jax.lax.scan(burn, (state, jnp.zeros((), jnp.int32)), jax.random.split(k, num_warmup))
-            return state, eps, imm, n
-        common = dict(
-            initial_step_size=jnp.asarray(1.0, dtype),
-            target_acceptance_rate=target_acceptance_rate,
-            adaptation_info_fn=info_fn,
-            **extra,
-        )
-        if imm_given is None:
-            adapt = blackjax.window_adaptation(algorithm, logdensity, is_mass_matrix_diagonal=True, **common)
-        else:  # M⁻¹ fixed: step-size-only (fast) windows throughout
-            adapt = blackjax.adaptation.staged_adaptation.staged_adaptation(
-                algorithm,
-                logdensity,
-                metric="welford_diag",
-                initial_inverse_mass_matrix=imm_given,
-                schedule_fn=lambda n: jnp.zeros((n, 2), jnp.int32),
-                **common,
+        def warmup(k):
+            return _adapt(
+                algorithm, logdensity, extra, posterior.w_star, k, num_warmup, target_acceptance_rate, imm_given, dtype
             )
-        (state, params), info = adapt.run(k, w0, num_steps=num_warmup)
-        eps = jnp.asarray(params["step_size"], dtype)
-        imm = jnp.asarray(params["inverse_mass_matrix"], dtype)
-        return state, eps, imm, count(info.info.num_integration_steps)
 
     def one_chain(chain_key):
         k_warm, k_draw = jax.random.split(chain_key)
-        state, eps, imm, warm_steps = warmup(k_warm, posterior.w_star)
-
-        def draw(carry, k):
-            state, acc, div, steps, moves = carry
-            new, info = kernel(k, state, logdensity, eps, imm, **extra)
-            excess = posterior.excess_loss_from_logdensity(new.position, new.logdensity)
-            carry = (
-                new,
-                acc + jnp.asarray(info.acceptance_rate, dtype),
-                div + jnp.asarray(info.is_divergent, jnp.int32),
-                steps + jnp.asarray(info.num_integration_steps, jnp.int32),
-                moves + jnp.any(new.position != state.position).astype(jnp.int32),
-            )
-            virial = posterior.virial_terms(new.position, -new.logdensity_grad)
-            return carry, (excess, virial, new.position if save_positions else None)
-
-        zero_i = jnp.zeros((), jnp.int32)
-        init = (state, jnp.zeros((), dtype), zero_i, zero_i, zero_i)
-        (_, acc, div, steps, moves), (excess, virial, positions) = jax.lax.scan(
-            draw, init, jax.random.split(k_draw, num_draws)
+        warm = warmup(k_warm)
+        (_, acc, div, steps, moves), (excess, virial, positions) = _draws(
+            posterior, kernel, logdensity, extra, warm, k_draw, num_draws, save_positions
         )
+        eps, imm = warm.step_size, warm.inverse_mass_matrix
         params_ok = jnp.isfinite(eps) & (eps > 0) & jnp.all(jnp.isfinite(imm) & (imm > 0))
         valid = jnp.all(jnp.isfinite(excess)) & params_ok & (moves > 0)
-        diag = {
-            "acceptance_rate": acc / num_draws,
-            "divergences": div,
-            "step_size": eps,
-            "num_integration_steps": steps.astype(dtype) / num_draws,
-            "warmup_grad_evals": warm_steps + 1,
-            "valid": valid,
-        }
-        return excess, 1 + warm_steps + steps, diag, positions, virial
+        info = HMCInfo(
+            acceptance_rate=acc / num_draws,
+            divergences=div,
+            step_size=eps,
+            num_integration_steps=steps.astype(dtype) / num_draws,
+            warmup_grad_evals=warm.integration_steps + 1,
+        )
+        return excess, valid, info, 1 + warm.integration_steps + steps, positions, virial
 
-    excess, evals, diag, positions, virial = jax.vmap(one_chain)(chain_keys(key, num_chains))
+    excess, valid, info, evals, positions, virial = jax.vmap(one_chain)(chain_keys(key, num_chains, first_chain))
     return KernelOutput(
         excess_loss=excess,
+        valid=valid,
+        info=info,
         grad_evals=evals,
         data_passes=evals.astype(dtype),
-        diagnostics=diag,
-        extra={},
         positions=positions,
         virial=virial,
     )
@@ -243,6 +251,7 @@ def run_hmc(
     key: jax.Array,
     posterior: LocalPosterior,
     *,
+    first_chain: jax.Array | int = 0,
     num_chains: int,
     num_draws: int,
     num_warmup: int,
@@ -262,6 +271,7 @@ def run_hmc(
         posterior,
         algorithm=_JitteredHMC,
         extra={"num_steps_low": lo, "num_steps_high": hi},
+        first_chain=first_chain,
         num_chains=num_chains,
         num_draws=num_draws,
         num_warmup=num_warmup,
@@ -276,6 +286,7 @@ def run_nuts(
     key: jax.Array,
     posterior: LocalPosterior,
     *,
+    first_chain: jax.Array | int = 0,
     num_chains: int,
     num_draws: int,
     num_warmup: int,
@@ -297,6 +308,7 @@ def run_nuts(
         posterior,
         algorithm=blackjax.nuts,
         extra={"max_num_doublings": max_num_doublings},
+        first_chain=first_chain,
         num_chains=num_chains,
         num_draws=num_draws,
         num_warmup=num_warmup,
@@ -317,14 +329,7 @@ def _check_common(options: dict[str, Any]) -> dict[str, Any]:
 def _check_hmc(options: dict[str, Any]) -> dict[str, Any]:
     options = _check_common(options)
     options["num_integration_steps"] = positive_int("num_integration_steps", options["num_integration_steps"])
-    jitter = options["jitter"]
-    try:
-        jitter = float(jitter)
-    except (TypeError, ValueError):
-        raise ValueError(f"jitter: expected a number in [0, 1), got {options['jitter']!r}") from None
-    if not (math.isfinite(jitter) and 0 <= jitter < 1):
-        raise ValueError(f"jitter: expected a number in [0, 1), got {options['jitter']!r}")
-    options["jitter"] = jitter
+    options["jitter"] = fraction("jitter", options["jitter"])
     return options
 
 
@@ -348,8 +353,7 @@ HMC = KernelSpec(
     default_num_warmup=500,
     minibatch=False,
     check_options=_check_hmc,
-    description="HMC (blackjax.hmc) after window adaptation; leapfrog steps per iteration jittered "
-    "uniformly in [(1−jitter)L, (1+jitter)L] against resonance",
+    messages=divergence_messages,
     bias_advice="an exact kernel should pass: look for divergences, raise num_warmup and num_draws, "
     "or raise target_acceptance_rate",
 )
@@ -367,7 +371,7 @@ NUTS = KernelSpec(
     default_num_warmup=500,
     minibatch=False,
     check_options=_check_nuts,
-    description="NUTS (blackjax.nuts) after window adaptation",
+    messages=divergence_messages,
     bias_advice="an exact kernel should pass: look for divergences, raise num_warmup and num_draws, "
     "or raise target_acceptance_rate",
 )

@@ -38,51 +38,39 @@ moved.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
 
-from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float
+from lambda_hat.checks import boolean, optional_positive_float, positive_float
+from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import chain_keys
-from lambda_hat.kernels.hmc import check_inverse_mass_matrix, inverse_mass_matrix_vector, optional_positive_float
+from lambda_hat.kernels.isokinetic import MIN_TUNING_WARMUP, pad_to_two_dimensions
+from lambda_hat.kernels.mass_matrix import check_inverse_mass_matrix, inverse_mass_matrix_vector
 from lambda_hat.posterior import LocalPosterior
 
 _FRAC = 0.1  # BlackJAX's default frac_tune1 = frac_tune2 = frac_tune3
-MIN_TUNING_WARMUP = 10
 
 
-class PaddedTarget(NamedTuple):
-    """The log-density an isokinetic sampler runs on: the posterior's, or for d = 1 the posterior's
-    times an independent N(z; 0, 1) on an appended coordinate z (the velocity lives on a sphere,
-    which needs d >= 2; the loss never sees z, so λ̂ is unchanged)."""
+class MCLMCInfo(NamedTuple):
+    """Per-chain diagnostics of an MCLMC run.
 
-    pad: bool
-    dim: int
-    logdensity: Callable[[jax.Array], jax.Array]
-    excess_loss: Callable[[jax.Array, jax.Array], jax.Array]
-    w0: jax.Array
+    Attributes:
+        energy_var_per_dim: Var[ΔE]/d over the draws (the tuner's target is ``desired_energy_var``).
+        L: the momentum decoherence length in use.
+        step_size: the integrator step ε in use.
+        tuning_steps: MCLMC steps the tuner ran (0 when L and step_size were given).
+        nan_steps: sampling steps BlackJAX reverted because the log-density or the state went
+            non-finite (such a chain is invalid).
+    """
 
-    def unpad(self, x: jax.Array) -> jax.Array:
-        """The posterior's coordinates of a sampler position (drops z when padded)."""
-        return x[:-1] if self.pad else x
-
-
-def pad_to_two_dimensions(posterior: LocalPosterior) -> PaddedTarget:
-    """:class:`PaddedTarget` of ``posterior`` (padded only when d = 1)."""
-    d, dtype = posterior.dim, posterior.dtype
-    if d != 1:
-        return PaddedTarget(False, d, posterior.logdensity, posterior.excess_loss_from_logdensity, posterior.w_star)
-
-    def logdensity(x):
-        return posterior.logdensity(x[:d]) - 0.5 * x[d] ** 2
-
-    def excess_loss(x, logdens):
-        return posterior.excess_loss_from_logdensity(x[:d], logdens + 0.5 * x[d] ** 2)
-
-    return PaddedTarget(True, 2, logdensity, excess_loss, jnp.concatenate([posterior.w_star, jnp.zeros((1,), dtype)]))
+    energy_var_per_dim: jax.Array
+    L: jax.Array
+    step_size: jax.Array
+    tuning_steps: jax.Array
+    nan_steps: jax.Array
 
 
 def tuning_steps(num_warmup: int, diagonal_preconditioning: bool) -> int:
@@ -106,6 +94,7 @@ def run_mclmc(
     key: jax.Array,
     posterior: LocalPosterior,
     *,
+    first_chain: jax.Array | int = 0,
     num_chains: int,
     num_draws: int,
     num_warmup: int,
@@ -128,10 +117,8 @@ def run_mclmc(
             f"{MIN_TUNING_WARMUP}, got {num_warmup} (or give both L and step_size to skip tuning)"
         )
     padded = pad_to_two_dimensions(posterior)
-    pad, dim, logdensity, excess_loss, w0 = padded.pad, padded.dim, padded.logdensity, padded.excess_loss, padded.w0
-    imm_fixed = inverse_mass_matrix_vector(inverse_mass_matrix, d, dtype)
-    if pad:
-        imm_fixed = jnp.concatenate([imm_fixed, jnp.ones((1,), dtype)])
+    dim, logdensity, excess_loss, w0 = padded.dim, padded.logdensity, padded.excess_loss, padded.w0
+    imm_fixed = padded.pad_vector(inverse_mass_matrix_vector(inverse_mass_matrix, d, dtype))
 
     kernel = blackjax.mcmc.mclmc.build_kernel(integrator=blackjax.mcmc.integrators.isokinetic_mclachlan)
     warm_steps = tuning_steps(num_warmup, diagonal_preconditioning) if tune else num_warmup
@@ -182,24 +169,23 @@ def run_mclmc(
         params_ok = jnp.isfinite(ell) & (ell > 0) & jnp.isfinite(eps) & (eps > 0)
         params_ok &= jnp.all(jnp.isfinite(imm) & (imm > 0))
         valid = jnp.all(jnp.isfinite(excess)) & (nan_steps == 0) & params_ok & (moves > 0)
-        diag = {
-            "energy_var_per_dim": jnp.var(energy_change) / dim,
-            "L": ell,
-            "step_size": eps,
-            "tuning_steps": jnp.asarray(warm_steps if tune else 0, jnp.int32),
-            "nan_steps": nan_steps,
-            "valid": valid,
-        }
-        return excess, diag, positions, virial
+        info = MCLMCInfo(
+            energy_var_per_dim=jnp.var(energy_change) / dim,
+            L=ell,
+            step_size=eps,
+            tuning_steps=jnp.asarray(warm_steps if tune else 0, jnp.int32),
+            nan_steps=nan_steps,
+        )
+        return excess, valid, info, positions, virial
 
-    excess, diag, positions, virial = jax.vmap(one_chain)(chain_keys(key, num_chains))
+    excess, valid, info, positions, virial = jax.vmap(one_chain)(chain_keys(key, num_chains, first_chain))
     evals = jnp.full((num_chains,), 1 + 2 * (warm_steps + num_draws), jnp.int32)
     return KernelOutput(
         excess_loss=excess,
+        valid=valid,
+        info=info,
         grad_evals=evals,
         data_passes=evals.astype(dtype),
-        diagnostics=diag,
-        extra={},
         positions=positions,
         virial=virial,
     )
@@ -224,6 +210,11 @@ def _check(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def _explain_invalid(info: dict[str, Any], chain: int) -> str | None:
+    steps = int(info["nan_steps"][chain])
+    return f"chain {chain}: {steps} steps hit a non-finite log-density" if steps > 0 else None
+
+
 MCLMC = KernelSpec(
     name="mclmc",
     run=run_mclmc,
@@ -238,8 +229,7 @@ MCLMC = KernelSpec(
     default_num_warmup=1000,
     minibatch=False,
     check_options=_check,
-    description="MCLMC (blackjax.mclmc, unadjusted, isokinetic McLachlan) tuned by "
-    "mclmc_find_L_and_step_size; num_warmup = tuning steps",
+    explain_invalid=_explain_invalid,
     bias_advice="MCLMC is unadjusted: lower desired_energy_var (its bias scales with the energy error) "
     "or raise num_warmup",
 )

@@ -18,15 +18,27 @@ estimate of L_n(w_t) − L_n(w*); with ``batch_size=None`` the full, exact L_n i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
 
-from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float
+from lambda_hat.checks import boolean, positive_float
+from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import run_chains
 from lambda_hat.posterior import LocalPosterior
+
+
+class SGLDInfo(NamedTuple):
+    """Per-chain diagnostics of an SGLD run.
+
+    Attributes:
+        mala_acceptance: mean over the kept draws of the MALA acceptance probability of each
+            move (``mala_acceptance=True``; None otherwise).
+    """
+
+    mala_acceptance: jax.Array | None = None
 
 
 def excess_loss_and_grad(posterior: LocalPosterior, w: jax.Array, batch: Any | None):
@@ -53,6 +65,7 @@ def run_sgld(
     key: jax.Array,
     posterior: LocalPosterior,
     *,
+    first_chain: jax.Array | int = 0,
     num_chains: int,
     num_draws: int,
     num_warmup: int,
@@ -85,6 +98,7 @@ def run_sgld(
         posterior,
         init,
         chain_step,
+        first_chain=first_chain,
         num_draws=num_draws,
         num_warmup=num_warmup,
         batch_size=batch_size,
@@ -95,13 +109,12 @@ def run_sgld(
     steps = num_warmup + num_draws
     evals = jnp.full((num_chains,), steps + (num_draws if mala_acceptance else 0))
     used = posterior.n if batch_size is None else batch_size
-    diagnostics = {"mala_acceptance": jnp.mean(accept, axis=0)} if mala_acceptance else {}
     return KernelOutput(
         excess_loss=excess,
+        valid=jnp.ones((num_chains,), bool),
+        info=SGLDInfo(jnp.mean(accept, axis=0) if mala_acceptance else None),
         grad_evals=evals,
         data_passes=evals * (used / posterior.n),
-        diagnostics=diagnostics,
-        extra={},
         positions=positions,
         virial=jnp.swapaxes(virial, 0, 1),
     )
@@ -120,7 +133,7 @@ SGLD = KernelSpec(
     default_num_draws=2000,
     default_num_warmup=500,
     minibatch=True,
+    progress=True,
     check_options=_check,
-    description="SGLD (blackjax.sgld); step_size is the literature's ε (BlackJAX's h = ε/2)",
     bias_advice="use a smaller step_size (SGLD's bias shrinks about linearly with ε) or a larger batch_size",
 )

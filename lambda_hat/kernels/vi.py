@@ -80,8 +80,9 @@ import numpy as np
 import optax
 from blackjax.diagnostics import psis_weights
 
+from lambda_hat.checks import boolean, positive_float, positive_int, probability
 from lambda_hat.diagnostics import PARETO_K_MAX
-from lambda_hat.kernels.base import KernelOutput, KernelSpec, boolean, positive_float, positive_int, probability
+from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.vi import mfa
@@ -198,10 +199,46 @@ def certify(rng_key: jax.Array, posterior: LocalPosterior, state: mfa.MFAState, 
     return Certificate(vs, excess, grads, log_weights, pareto_k)
 
 
+class VIInfo(NamedTuple):
+    """Per-fit diagnostics of a VI run.
+
+    Attributes:
+        final_elbo: the mean ELBO over the last window of optimisation steps.
+        weight_entropy: entropy of the mixture weights (log M when the components share the mass).
+        scale_min, scale_max: the range of the fitted diagonal scales s.
+        rejected_steps: optimisation steps rejected for a non-finite ELBO or gradient.
+        optimization_steps: steps used (the fit stops when converged, at most ``num_warmup``).
+        search_converged: whether the search phase's virial check passed before the step cap.
+        fit_rounds: rounds of (optimise, check) run.
+        converged: whether the final virial check passed (every coordinate's ratio 1 within
+            max(tolerance, z·se)).
+        worst_coordinate: the coordinate whose ratio is most standard errors from 1.
+        worst_coordinate_ratio: its ratio E_q[v_i·∂_iU].
+        worst_coordinate_z: its distance from 1 in standard errors.
+        hutchinson_se: the standard error of the control variate's trace term (nβ units), or
+            None without the control variate.
+    """
+
+    final_elbo: jax.Array
+    weight_entropy: jax.Array
+    scale_min: jax.Array
+    scale_max: jax.Array
+    rejected_steps: jax.Array
+    optimization_steps: jax.Array
+    search_converged: jax.Array
+    fit_rounds: jax.Array
+    converged: jax.Array
+    worst_coordinate: jax.Array
+    worst_coordinate_ratio: jax.Array
+    worst_coordinate_z: jax.Array
+    hutchinson_se: jax.Array | None = None
+
+
 def run_vi(
     key: jax.Array,
     posterior: LocalPosterior,
     *,
+    first_chain: jax.Array | int = 0,
     num_chains: int,
     num_draws: int,
     num_warmup: int,
@@ -426,7 +463,7 @@ def run_vi(
             out["eq_stderr"] = eq.stderr
         return out
 
-    res = jax.vmap(one_fit)(chain_keys(key, num_chains))
+    res = jax.vmap(one_fit)(chain_keys(key, num_chains, first_chain))
     samples_per_step = num_components * num_samples
     opt_evals = res["optimization_steps"] * samples_per_step
     used = posterior.n if batch_size is None else batch_size
@@ -439,45 +476,29 @@ def run_vi(
     check_evals = (res["fit_rounds"] + 1) * num_draws
     grad_evals = opt_evals + prefit_evals + 2 * probes_hvps + check_evals
     data_passes = (opt_evals + prefit_evals) * used / posterior.n + 2 * probes_hvps + check_evals
-    diagnostics = {
-        k: res[k]
-        for k in (
-            "final_elbo",
-            "weight_entropy",
-            "scale_min",
-            "scale_max",
-            "rejected_steps",
-            "optimization_steps",
-            "search_converged",
-            "fit_rounds",
-            "converged",
-            "worst_coordinate",
-            "worst_coordinate_ratio",
-            "worst_coordinate_z",
-            "pareto_k",
-            "valid",
-        )
-    }
-    extra = {"elbo_trace": res["elbo"]}
-    if control_variate:
-        extra["excess_loss_cv"] = res["excess_cv"]
-        diagnostics["hutchinson_se"] = posterior.nbeta * res["eq_stderr"]
+    fields = [f for f in VIInfo._fields if f != "hutchinson_se"]
+    info = VIInfo(
+        **{f: res[f] for f in fields},
+        hutchinson_se=posterior.nbeta * res["eq_stderr"] if control_variate else None,
+    )
     return KernelOutput(
         excess_loss=res["excess"],
+        valid=res["valid"],
+        info=info,
         grad_evals=grad_evals,
         data_passes=data_passes,
-        diagnostics=diagnostics,
-        extra=extra,
+        traces={"elbo_trace": res["elbo"]},
         positions=res.get("positions"),
         virial=res["virial"],
         log_weights=res["log_weights"],
         pareto_k=res["pareto_k"],
+        excess_loss_cv=res["excess_cv"] if control_variate else None,
     )
 
 
-def _messages(diagnostics: dict[str, Any]) -> list[str]:
+def _messages(diagnostics: dict[str, Any], valid: np.ndarray) -> list[str]:
     """Warnings about fits that did not converge (host side, from the per-fit diagnostics)."""
-    valid = np.asarray(diagnostics["valid"], bool)
+    valid = np.asarray(valid, bool)
     converged = np.asarray(diagnostics["converged"], bool)
     bad = np.flatnonzero(valid & ~converged).tolist()
     if not bad:
@@ -536,8 +557,6 @@ VI = KernelSpec(
     default_num_warmup=20000,
     minibatch=True,
     check_options=_check,
-    description="variational mixture of factor analyzers (lambda_hat.vi.mfa); num_warmup = the cap on "
-    "optimisation steps",
     messages=_messages,
     check_posterior=_check_posterior,
     bias_advice="the fit has not reached the ELBO optimum (raise num_warmup, the step cap), or q cannot "

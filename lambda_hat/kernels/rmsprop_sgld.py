@@ -1,0 +1,127 @@
+"""RMSProp-SGLD after Hitchcock & Hoogland (2025), written BlackJAX-style (a state NamedTuple,
+``init``, ``build_kernel``, and ``run_rmsprop_sgld`` for all chains).
+
+With g = nβ∇L_B(w) the gradient of the tempered minibatch loss (the localizer is left out of the
+statistic) and per-coordinate preconditioner P = 1/(√v + eps):
+
+    v ← decay·v + (1 − decay)·g²                 (v initialised at 1)
+    drift = −g − γ(w − w*)
+    w ← w + (ε/2)·P ⊙ drift + N(0, ε P)
+
+``step_size`` is ε, as for SGLD. By default (``freeze=True``) v (and so P) is adapted during
+warmup only and then held fixed, so the kept draws come from Langevin dynamics with a constant
+diagonal preconditioner, whose stationary law is the localized posterior as ε → 0.
+``freeze=False`` keeps adapting, as in the paper; P then depends on the recent noisy gradients
+of the state, which biases λ̂ (measured +33% on a diagonal quadratic with condition number 1e3,
+against exact with freezing). The per-step loss trace is the minibatch loss before the update,
+as for SGLD.
+
+Options ``alpha`` (now ``decay``) and ``stabilizer`` (now ``eps``) are deprecated names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lambda_hat.checks import boolean, positive_float, probability
+from lambda_hat.kernels.base import KernelOutput, KernelSpec
+from lambda_hat.kernels.langevin import langevin_step, preconditioner, run_preconditioned, second_moment
+from lambda_hat.posterior import LocalPosterior
+
+
+class RMSPropSGLDState(NamedTuple):
+    """Position w and the gradient statistic v (starts at 1)."""
+
+    position: jax.Array
+    second_moment: jax.Array
+
+
+def init(position: jax.Array) -> RMSPropSGLDState:
+    """The state at ``position`` with v = 1."""
+    return RMSPropSGLDState(position, jnp.ones_like(position))
+
+
+def build_kernel(*, decay: jax.Array, eps: jax.Array):
+    """``kernel(rng_key, state, loss_grad, localizer_grad, step_size, adapt=True) -> state``.
+
+    Args:
+        decay: v's decay rate (RMSProp's ρ).
+        eps: added to √v in P = 1/(√v + eps).
+
+    Returns:
+        One RMSProp-SGLD step, with loss_grad = nβ∇L_B(w), localizer_grad = −γ(w − w*), and
+        adapt=False keeping v (and P) fixed.
+    """
+
+    def kernel(rng_key, state, loss_grad, localizer_grad, step_size, adapt=True):
+        v = second_moment(state.second_moment, loss_grad, decay, adapt)
+        position = langevin_step(
+            rng_key, state.position, -loss_grad + localizer_grad, preconditioner(v, eps), step_size
+        )
+        return RMSPropSGLDState(position, v)
+
+    return kernel
+
+
+def run_rmsprop_sgld(
+    key: jax.Array,
+    posterior: LocalPosterior,
+    *,
+    first_chain: jax.Array | int = 0,
+    num_chains: int,
+    num_draws: int,
+    num_warmup: int,
+    batch_size: int | None,
+    step_size: float,
+    decay: float,
+    eps: float,
+    freeze: bool = True,
+    progress: bool = False,
+    save_positions: bool = False,
+) -> KernelOutput:
+    """RMSProp-SGLD chains: P = 1/(√v + eps), drift −nβ∇L_B − γ(w − w*)."""
+    dtype = posterior.dtype
+    kernel = build_kernel(decay=jnp.asarray(decay, dtype), eps=jnp.asarray(eps, dtype))
+    return run_preconditioned(
+        key,
+        posterior,
+        kernel,
+        init,
+        "rmsprop_sgld",
+        first_chain=first_chain,
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        batch_size=batch_size,
+        step_size=step_size,
+        eps=eps,
+        freeze=freeze,
+        progress=progress,
+        save_positions=save_positions,
+    )
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Check RMSProp-SGLD's options (shared with Adam-SGLD's)."""
+    options["step_size"] = positive_float("step_size", options["step_size"])
+    options["decay"] = probability("decay", options["decay"])
+    options["eps"] = positive_float("eps", options["eps"])
+    options["freeze"] = boolean("freeze", options["freeze"])
+    return options
+
+
+RMSPROP_SGLD = KernelSpec(
+    name="rmsprop_sgld",
+    run=run_rmsprop_sgld,
+    options={"step_size": 1e-4, "decay": 0.99, "eps": 0.1, "freeze": True},
+    default_num_draws=2000,
+    default_num_warmup=500,
+    minibatch=True,
+    progress=True,
+    check_options=check_options,
+    aliases={"alpha": "decay", "stabilizer": "eps"},
+    bias_advice="use a smaller step_size (the bias shrinks about linearly with ε) or a larger batch_size",
+)
