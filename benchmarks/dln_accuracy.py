@@ -93,7 +93,7 @@ def screen(bucket: int, wanted: int, max_seeds: int = 2000) -> dict[str, Any]:
         if local is None:
             continue
         rank = int(np.linalg.matrix_rank(dln_product(layers)))
-        differ += local != theory.deep_linear_network(widths, rank).lam
+        differ += local != theory.deep_linear_network_coefficient(widths, rank).lam
         chosen.append(seed)
     return dict(seeds=chosen, screened=screened, known=len(chosen), known_differs_from_aoyagi=int(differ))
 

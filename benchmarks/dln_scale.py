@@ -78,6 +78,7 @@ def child_build(args):
     t0 = time.perf_counter()
     import jax  # noqa: F401
 
+    from lambda_hat.posterior import default_nbeta
     from lambda_hat.targets import random_deep_linear_network
 
     t_import = time.perf_counter() - t0
@@ -111,7 +112,7 @@ def child_build(args):
         lam_is_local=info.get("lam_is_local"),
         step_size=info["suggested_step_size"],
         hessian_top_eigenvalue=info["hessian_top_eigenvalue"],
-        finite_n_bias=float(info["finite_n_bias"](target.n / math.log(target.n))),
+        finite_n_bias=float(target.finite_n_bias(default_nbeta(target.n))),
         import_s=t_import,
         build_s=build_s,
         memory=rss_mb(),

@@ -240,7 +240,7 @@ def calibrate(
         gammas: γ values to sweep (default: ``[gamma]``).
         key: seed or PRNG key.
         num_chains, num_draws, num_warmup: per cell.
-        **kernel_options: further options of ``kernel`` (e.g. ``alpha`` for rmsprop_sgld);
+        **kernel_options: further options of ``kernel`` (e.g. ``decay`` for rmsprop_sgld);
             ``step_size`` is the swept axis.
 
     Returns:

@@ -13,19 +13,21 @@ of the zeta function ``ζ(z) = ∫ K(w)^z φ(w) dw``.
 
 from __future__ import annotations
 
-import numbers
+import warnings
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import NamedTuple
+
+from lambda_hat.checks import ArgumentTypeError, integer, integer_list
 
 __all__ = [
     "LearningCoefficient",
     "regular",
     "quadratic",
-    "normal_crossing",
+    "normal_crossing_coefficient",
     "disjoint_sum",
     "reduced_rank_regression",
-    "deep_linear_network",
+    "deep_linear_network_coefficient",
     "num_parameters",
 ]
 
@@ -45,45 +47,12 @@ class LearningCoefficient(NamedTuple):
         return float(self.lam)
 
 
-# ---------------------------------------------------------------------------
-# validation helpers
-# ---------------------------------------------------------------------------
-
-
-def _as_int(value: object, name: str, *, minimum: int | None = None) -> int:
-    """Return ``value`` as an ``int``; raise ``ValueError`` naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    out = int(value)
-    if minimum is not None and out < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {out}")
-    return out
-
-
-def _as_int_list(values: object, name: str, *, minimum: int, min_len: int) -> list[int]:
-    """Validate a sequence of integers (each >= ``minimum``, length >= ``min_len``)."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        try:
-            values = list(values)  # type: ignore[call-overload]
-        except TypeError:
-            raise ValueError(f"{name} must be a sequence of integers, got {values!r}") from None
-    out = [_as_int(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(values)]
-    if len(out) < min_len:
-        raise ValueError(f"{name} must contain at least {min_len} entries, got {len(out)}")
-    return out
-
-
-# ---------------------------------------------------------------------------
-# simple cases
-# ---------------------------------------------------------------------------
-
-
 def regular(d: int) -> LearningCoefficient:
     """Regular (identifiable, non-degenerate Fisher information) model in ``d`` dims.
 
     ``λ = d/2``, ``m = 1``.
     """
-    d = _as_int(d, "d", minimum=0)
+    d = integer("d", d, minimum=0)
     return LearningCoefficient(Fraction(d, 2), 1)
 
 
@@ -92,11 +61,13 @@ def quadratic(rank: int) -> LearningCoefficient:
 
     ``λ = rank/2``, ``m = 1`` (``rank = 0`` gives ``λ = 0``, ``m = 1``).
     """
-    rank = _as_int(rank, "rank", minimum=0)
+    rank = integer("rank", rank, minimum=0)
     return LearningCoefficient(Fraction(rank, 2), 1)
 
 
-def normal_crossing(exponents: Sequence[int], prior_exponents: Sequence[int] | None = None) -> LearningCoefficient:
+def normal_crossing_coefficient(
+    exponents: Sequence[int], prior_exponents: Sequence[int] | None = None
+) -> LearningCoefficient:
     """Normal crossing ``K(w) = Π_j w_j^{2k_j}`` at ``w* = 0``.
 
     With prior ``φ(w) ∝ Π_j |w_j|^{h_j}`` (flat prior: all ``h_j = 0``)::
@@ -107,15 +78,15 @@ def normal_crossing(exponents: Sequence[int], prior_exponents: Sequence[int] | N
     coordinates attaining the maximum.  Coordinates with ``k_j = 0`` do not
     appear in ``K`` and are ignored; at least one ``k_j`` must be positive.
     """
-    ks = _as_int_list(exponents, "exponents", minimum=0, min_len=1)
+    ks = integer_list("exponents", exponents, minimum=0, min_len=1)
     if all(k == 0 for k in ks):
-        raise ValueError(f"exponents must contain at least one positive entry, got {ks}")
+        raise ValueError(f"exponents: expected at least one positive entry, got {ks}")
     if prior_exponents is None:
         hs = [0] * len(ks)
     else:
-        hs = _as_int_list(prior_exponents, "prior_exponents", minimum=0, min_len=1)
+        hs = integer_list("prior_exponents", prior_exponents, minimum=0, min_len=1)
         if len(hs) != len(ks):
-            raise ValueError(f"prior_exponents must have the same length as exponents ({len(ks)}), got {len(hs)}")
+            raise ValueError(f"prior_exponents: expected the same length as exponents ({len(ks)}), got {len(hs)}")
     ratios = [Fraction(h + 1, 2 * k) for k, h in zip(ks, hs) if k > 0]
     lam = min(ratios)
     return LearningCoefficient(lam, sum(1 for q in ratios if q == lam))
@@ -127,10 +98,10 @@ def disjoint_sum(*parts: LearningCoefficient) -> LearningCoefficient:
     ``λ = Σ λ_i``, ``m = Σ m_i − (count − 1)``.
     """
     if not parts:
-        raise ValueError("parts must contain at least one LearningCoefficient, got none")
+        raise ValueError("parts: expected at least one LearningCoefficient, got none")
     for i, p in enumerate(parts):
         if not isinstance(p, LearningCoefficient):
-            raise ValueError(f"parts[{i}] must be a LearningCoefficient, got {type(p).__name__}")
+            raise ArgumentTypeError(f"parts[{i}]: expected a LearningCoefficient, got {type(p).__name__}")
     lam = sum((Fraction(p.lam) for p in parts), Fraction(0))
     m = sum(p.m for p in parts) - (len(parts) - 1)
     return LearningCoefficient(lam, m)
@@ -153,12 +124,12 @@ def reduced_rank_regression(M: int, H: int, N: int, r: int) -> LearningCoefficie
     * otherwise ``λ = [2(H+r)(M+N) − (M−N)² − (H+r)²]/8``, plus ``1/8`` with
       ``m = 2`` when ``M + H + N + r`` is odd (``m = 1`` when even).
     """
-    M = _as_int(M, "M", minimum=1)
-    H = _as_int(H, "H", minimum=1)
-    N = _as_int(N, "N", minimum=1)
-    r = _as_int(r, "r", minimum=0)
+    M = integer("M", M, minimum=1)
+    H = integer("H", H, minimum=1)
+    N = integer("N", N, minimum=1)
+    r = integer("r", r, minimum=0)
     if r > min(M, H, N):
-        raise ValueError(f"r must be <= min(M, H, N) = {min(M, H, N)}, got {r}")
+        raise ValueError(f"r: expected r <= min(M, H, N) = {min(M, H, N)}, got {r}")
     if M + H < N + r:
         return LearningCoefficient(Fraction(H * M - H * r + N * r, 2), 1)
     if N + H < M + r:
@@ -177,7 +148,7 @@ def reduced_rank_regression(M: int, H: int, N: int, r: int) -> LearningCoefficie
 
 
 def _validate_widths(widths: Sequence[int]) -> list[int]:
-    return _as_int_list(widths, "widths", minimum=1, min_len=2)
+    return integer_list("widths", widths, minimum=1, min_len=2)
 
 
 def num_parameters(widths: Sequence[int]) -> int:
@@ -186,7 +157,7 @@ def num_parameters(widths: Sequence[int]) -> int:
     return sum(a * b for a, b in zip(hs[:-1], hs[1:]))
 
 
-def deep_linear_network(widths: Sequence[int], rank: int) -> LearningCoefficient:
+def deep_linear_network_coefficient(widths: Sequence[int], rank: int) -> LearningCoefficient:
     """Bias-free deep linear network ``x ↦ W_L ⋯ W_1 x`` (Aoyagi 2024).
 
     ``widths = (H_1, …, H_{L+1})`` includes input and output; ``rank = r`` is
@@ -207,9 +178,9 @@ def deep_linear_network(widths: Sequence[int], rank: int) -> LearningCoefficient
     ``m = 1``.  For two layers it agrees with :func:`reduced_rank_regression`.
     """
     hs = _validate_widths(widths)
-    r = _as_int(rank, "rank", minimum=0)
+    r = integer("rank", rank, minimum=0)
     if r > min(hs):
-        raise ValueError(f"rank must be <= min(widths) = {min(hs)}, got {r}")
+        raise ValueError(f"rank: expected rank <= min(widths) = {min(hs)}, got {r}")
 
     ms = sorted(h - r for h in hs)
     n = len(ms)
@@ -240,3 +211,23 @@ def deep_linear_network(widths: Sequence[int], rank: int) -> LearningCoefficient
         + Fraction(pair_sum, 2)
     )
     return LearningCoefficient(lam, a * (ell - a) + 1)
+
+
+def normal_crossing(exponents: Sequence[int], prior_exponents: Sequence[int] | None = None) -> LearningCoefficient:
+    """Deprecated name of :func:`normal_crossing_coefficient` (``lambda_hat.targets.normal_crossing``
+    builds the problem; this gives its number)."""
+    warnings.warn(
+        "theory.normal_crossing is deprecated; use theory.normal_crossing_coefficient", DeprecationWarning, stacklevel=2
+    )
+    return normal_crossing_coefficient(exponents, prior_exponents)
+
+
+def deep_linear_network(widths: Sequence[int], rank: int) -> LearningCoefficient:
+    """Deprecated name of :func:`deep_linear_network_coefficient`
+    (``lambda_hat.targets.deep_linear_network`` builds the problem; this gives its number)."""
+    warnings.warn(
+        "theory.deep_linear_network is deprecated; use theory.deep_linear_network_coefficient",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return deep_linear_network_coefficient(widths, rank)

@@ -55,9 +55,8 @@ def tolerance(case: Case, target, result) -> tuple[float | None, float, float, s
     elif target.lam is not None:
         ref = float(target.lam)
         rule = "asymptotic λ"
-        bias_fn = target.info.get("finite_n_bias")
-        if callable(bias_fn):
-            bias = float(bias_fn(result.nbeta))
+        if target.finite_n_bias is not None:
+            bias = float(target.finite_n_bias(result.nbeta))
             rule += f" with finite-n bias {bias:+.3f}"
     else:
         return None, math.nan, 0.0, "no exact λ: 0 < λ̂ <= d/2"

@@ -9,6 +9,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from lambda_hat.flat import float_dtype
+
 
 def check_inverse_mass_matrix(value: Any) -> float | tuple[float, ...] | None:
     """None, a positive scalar, or a vector of positive floats -> hashable (float or tuple).
@@ -22,7 +24,7 @@ def check_inverse_mass_matrix(value: Any) -> float | tuple[float, ...] | None:
     if value is None:
         return None
     try:
-        arr = jnp.asarray(value, dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+        arr = jnp.asarray(value, dtype=float_dtype())
     except (TypeError, ValueError):
         raise ValueError(
             f"inverse_mass_matrix: expected a positive scalar or a length-d vector, got {value!r}"

@@ -16,7 +16,11 @@ class Target:
 
     lam, m: the asymptotic learning coefficient and its multiplicity (None when unknown, e.g. MLPs).
     expected_llc_fn: (nβ, γ) -> the exact finite-n expectation of λ̂ (quadratics only), else None.
+    finite_n_bias: nβ -> the known leading finite-n correction to E[λ̂] against ``lam`` (for
+        multiplicity m > 1 the heuristic −(m − 1)/log nβ), when there is one; else None.
     info: anything else worth reporting (‖∇L_n(w*)‖, the Hessian spectrum, the dimension, ...).
+        ``info["finite_n_bias"]``, where present, is the same function as ``finite_n_bias``
+        (kept for code written before the field existed).
     """
 
     name: str
@@ -27,10 +31,12 @@ class Target:
     lam: Fraction | None = None
     m: int | None = None
     expected_llc_fn: Callable[[float, float], float] | None = None
+    finite_n_bias: Callable[[float], float] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
+        """d, the number of parameters."""
         return int(sum(x.size for x in jax.tree.leaves(self.params)))
 
     def expected_llc(self, nbeta: float, gamma: float) -> float:

@@ -10,7 +10,7 @@ scale, but the effective nβ does (a σ² = 1 NLL would be half this loss). Beca
 noiseless and realizable, L_n(W*) = 0 and W* is an exact global minimiser, and at W* the Hessian
 is the Gauss–Newton matrix (2/H_{L+1}) Dᵀ(Σ_x ⊗ I)D, D = ∂ vec(W_1⋯W_L)/∂w, Σ_x = XᵀX/n.
 
-λ and m come from :func:`lambda_hat.theory.deep_linear_network` (Aoyagi 2024) with r the rank
+λ and m come from :func:`lambda_hat.theory.deep_linear_network_coefficient` (Aoyagi 2024) with r the rank
 of the teacher's product matrix (``np.linalg.matrix_rank`` in float64). **Caveat**: Aoyagi's λ is
 the *global* learning coefficient, the minimum over the whole true set {W : W_1⋯W_L = W*_1⋯W*_L}.
 The local λ at a particular teacher can be larger: when the rank of D at W* equals its generic
@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from fractions import Fraction
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -132,13 +133,6 @@ def _teacher_layers(rng: np.random.Generator, widths: list[int], layer_ranks: li
             w = (rng.standard_normal((h_in, r)) / math.sqrt(h_in)) @ (rng.standard_normal((r, h_out)) / math.sqrt(r))
         layers.append(w)
     return layers
-
-
-def _product(layers: Sequence[np.ndarray]) -> np.ndarray:
-    out = layers[0]
-    for w in layers[1:]:
-        out = out @ w
-    return out
 
 
 def product_jacobian_rank(layers: Sequence[np.ndarray]) -> int:
@@ -303,9 +297,9 @@ def _build(
 ) -> Target:
     rng = np.random.default_rng([seed, 1])
     dtype = float_dtype()
-    product64 = _product(layers64)
+    product64 = dln_product(layers64)
     product_rank = int(np.linalg.matrix_rank(product64)) if not at_origin else 0
-    lc = theory.deep_linear_network(widths, product_rank)
+    lc = theory.deep_linear_network_coefficient(widths, product_rank)
     d = theory.num_parameters(widths)
 
     np_dtype = np.dtype(dtype)  # cast on the host: no per-shape conversion programs to compile
@@ -319,11 +313,12 @@ def _build(
     a_max = gn.top_eigenvalue()
     nbeta0 = default_nbeta(n)
 
+    bias = partial(log_multiplicity_bias, lc.m)  # nβ -> −(m − 1)/log nβ
     info = {
         "widths": widths,
         "layer_ranks": layer_ranks,
         "product_rank": product_rank,
-        "product_singular_values": np.linalg.svd(_product(layers_cast), compute_uv=False),
+        "product_singular_values": np.linalg.svd(dln_product(layers_cast), compute_uv=False),
         "dim": d,
         "input_range": float(input_range),
         "loss": "mean over batch and outputs of (f(x) - y)^2 (Gaussian NLL with sigma^2 = 1/2)",
@@ -331,7 +326,7 @@ def _build(
         # at the origin the Hessian vanishes (L >= 2) and the curvature comes from the posterior's
         # own spread, so there is no step size to read off at w*
         "suggested_step_size": 0.04 / (nbeta0 * a_max + 1.0) if a_max > 0 else None,
-        "finite_n_bias": lambda nbeta, m=lc.m: log_multiplicity_bias(m, nbeta),
+        "finite_n_bias": bias,
         "grad_norm_at_wstar": float(grad_norm),
         "local_lam": None,
         "lam_is_local": None,
@@ -362,6 +357,7 @@ def _build(
         lam=lc.lam,
         m=lc.m,
         expected_llc_fn=expected,
+        finite_n_bias=bias,
         info=info,
     )
 

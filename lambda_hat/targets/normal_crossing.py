@@ -11,7 +11,7 @@ Because y = 0, L_n(w*) = 0 at w* = 0 and
     L_n(w) − L_n(w*) = Σ_g c_g Π_{j∈g} w_j^{2k_j},   c_g = ½ mean_i x_ig²,
 
 exactly: a sum over disjoint blocks of normal crossings. With a flat prior,
-λ = Σ_g 1/(2 max_{j∈g} k_j), m = Σ_g m_g − (#blocks − 1) (``theory.normal_crossing`` and
+λ = Σ_g 1/(2 max_{j∈g} k_j), m = Σ_g m_g − (#blocks − 1) (``theory.normal_crossing_coefficient`` and
 ``theory.disjoint_sum``). Label noise is deliberately absent: with y = noise the linear term
 −mean(x y)·Π w^k makes w = 0 no longer a minimiser of L_n.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import jax.numpy as jnp
 import numpy as np
@@ -172,13 +173,14 @@ def normal_crossing(exponents, *, n: int = 1000, seed: int = 0) -> Target:
     y = jnp.asarray(np.zeros(x.shape, np.dtype(dtype)))
     x64 = np.asarray(x, np.float64)
     coefficients = 0.5 * np.mean(x64**2, axis=0)
-    lc = theory.disjoint_sum(*(theory.normal_crossing(b) for b in blocks))
+    lc = theory.disjoint_sum(*(theory.normal_crossing_coefficient(b) for b in blocks))
     d = sum(len(b) for b in blocks)
     name = "nc_" + "+".join("x".join(str(k) for k in b) for b in blocks)
 
     def expected(nbeta: float, gamma: float) -> float:
         return normal_crossing_expected_llc(blocks, coefficients, nbeta, gamma)
 
+    bias = partial(log_multiplicity_bias, lc.m)  # nβ -> −(m − 1)/log nβ
     return Target(
         name=name,
         loss_fn=_make_loss(blocks),
@@ -188,10 +190,11 @@ def normal_crossing(exponents, *, n: int = 1000, seed: int = 0) -> Target:
         lam=lc.lam,
         m=lc.m,
         expected_llc_fn=expected,
+        finite_n_bias=bias,
         info={
             "blocks": blocks,
             "coefficients": coefficients,
-            "finite_n_bias": lambda nbeta, m=lc.m: log_multiplicity_bias(m, nbeta),
+            "finite_n_bias": bias,
             "grad_norm_at_wstar": 0.0,
             "K": "sum_g c_g prod_j w_j^(2 k_j)",
         },

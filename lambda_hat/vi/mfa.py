@@ -3,7 +3,7 @@
 Everything lives in flat local coordinates v = w - w* in R^d. The family is
 
     q(v) = sum_m pi_m N(v; 0, Sigma_m),   m = 1..M,
-    pi = softmax(alpha),  s = softplus(rho) + s_min,  D = diag(s^2),
+    pi = softmax(logits),  s = softplus(rho) + s_min,  D = diag(s^2),
     Sigma_m = D + K_m K_m^T,  K_m = s (.) A_m,  A_m in R^{d x r} ("whitened" loadings).
 
 Densities use the Woodbury identity and the matrix-determinant lemma on the r x r
@@ -24,7 +24,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from blackjax.base import VIAlgorithm
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp, ndtr
@@ -56,7 +55,7 @@ class MFAState(NamedTuple):
     """State of an MFA fit.
 
     Attributes:
-        logits:          (M,)      alpha; pi = softmax(alpha).
+        logits:          (M,)      pi = softmax(logits).
         rho:             (d,)      shared diagonal scale parameter; s = softplus(rho) + min_scale.
         loadings:        (M, d, r) whitened loadings A_m; K_m = s[:, None] * A_m.
         opt_state:       optax state over the tuple (logits, rho, loadings).
@@ -280,9 +279,9 @@ def _elbo_surrogate(params, min_scale, z, eps, logdensity_fn, baseline, use_base
 
     # (1) continuous parameters: sum_m pi_m mean_s f(v_ms(rho, A)), pi stopped.
     cont = jnp.sum(pi * jnp.mean(f, axis=1))
-    # (2) logits: Rao-Blackwellised score, grad_alpha log q(v) = r(v) - pi, at stopped v.
-    logq_alpha = logsumexp(jax.nn.log_softmax(logits) + sg(log_comp), axis=-1)
-    score = (f_sg - b) * logq_alpha.reshape(num_components, num_samples)
+    # (2) logits: Rao-Blackwellised score, grad_logits log q(v) = r(v) - pi, at stopped v.
+    logq_logits = logsumexp(jax.nn.log_softmax(logits) + sg(log_comp), axis=-1)
+    score = (f_sg - b) * logq_logits.reshape(num_components, num_samples)
     score_term = jnp.sum(pi * jnp.mean(score, axis=1))
     return cont + score_term, (elbo_hat, elbo_se, b)
 
@@ -307,17 +306,17 @@ def elbo_grad_estimate(
       The -log q term is kept (entropy); only its *explicit* parameter dependence is
       dropped, whose expectation is sum_m pi_m E_{N_m}[grad log q] = E_q[grad log q] = 0.
       Exact pi weights (not sampled m) keep this identity exact, so g is unbiased.
-    * logits alpha: Rao-Blackwellised score gradient on the same stratified draws,
+    * logits: Rao-Blackwellised score gradient on the same stratified draws,
 
-          g_alpha = sum_m pi_m mean_s (r(v_ms) - pi) (f(v_ms) - b),
+          g_logits = sum_m pi_m mean_s (r(v_ms) - pi) (f(v_ms) - b),
 
-      since grad_alpha log q(v) = r(v) - pi. Its mean is E_q[(grad_alpha log q) f]
-      = grad_alpha ELBO (the explicit term E_q[grad_alpha log q] vanishes) for any b that
+      since grad_logits log q(v) = r(v) - pi. Its mean is E_q[(grad_logits log q) f]
+      = grad_logits ELBO (the explicit term E_q[grad_logits log q] vanishes) for any b that
       does not depend on the current draws, because E_q[r - pi] = 0.
 
     ``baseline`` is such a constant b (``step`` passes a moving average of past ELBO
     estimates). With ``baseline=None`` the current batch's ELBO estimate is used, which
-    biases g_alpha by O(1/(M num_samples)); ``step`` does this only on its first call.
+    biases g_logits by O(1/(M num_samples)); ``step`` does this only on its first call.
 
     Returns ((g_logits, g_rho, g_loadings), elbo_hat, elbo_stderr, b_used).
     """
@@ -471,6 +470,16 @@ def step(
     return new_state, info
 
 
+class VIAlgorithm(NamedTuple):
+    """BlackJAX's variational-algorithm container (the fields of ``blackjax.base.VIAlgorithm``):
+    ``init(position_or_dim, rng_key)``, ``step(rng_key, state)`` and
+    ``sample(rng_key, state, num_samples)``."""
+
+    init: Callable
+    step: Callable
+    sample: Callable
+
+
 def as_top_level_api(
     logdensity_fn: Callable[[Array], Array],
     optimizer: optax.GradientTransformation,
@@ -484,7 +493,7 @@ def as_top_level_api(
     baseline_decay: float = 0.9,
     dtype=None,
 ) -> VIAlgorithm:
-    """MFA variational inference as a ``blackjax.base.VIAlgorithm``.
+    """MFA variational inference as a :class:`VIAlgorithm` (BlackJAX's container, same fields).
 
     init_fn(position_or_dim, rng_key) -> MFAState
     step_fn(rng_key, state) -> (MFAState, MFAInfo)
