@@ -255,7 +255,7 @@ def sample(
     run_s = time.perf_counter() - start
     if progress:
         say(f"{spec.name}: sampled in {run_s:.1f} s")
-    grad_norm, stationarity_shift = (float(x) for x in _stationarity(posterior))
+    grad_norm, stationarity_shift = (float(x) for x in posterior.stationarity())
     config = run.config(key=repr(key), beta=beta, posterior=posterior, masked=mask is not None, devices=len(devices))
     return _assemble(
         spec, posterior, out, config, compile_s, run_s, grad_norm, stationarity_shift, run.exact_trace,
@@ -337,9 +337,6 @@ def _run_settings(
     if save_positions:
         static["save_positions"] = True
     return _RunSettings(spec, options, num_chains, num_draws, num_warmup, batch_size, save_positions, static)
-
-
-_stationarity = jax.jit(LocalPosterior.stationarity)
 
 
 def _assemble(

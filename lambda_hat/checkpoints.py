@@ -38,7 +38,6 @@ from lambda_hat.api import (
     _cached,
     _merge_options,
     _run_settings,
-    _stationarity,
     as_key,
 )
 from lambda_hat.checks import boolean, positive_int
@@ -320,7 +319,7 @@ def sample_checkpoints(
     results = []
     for k, out, seconds in outputs:
         posterior = posteriors[k]
-        grad_norm, shift = (float(x) for x in _stationarity(posterior))
+        grad_norm, shift = (float(x) for x in posterior.stationarity())
         config = run.config(
             key=f"fold_in({key!r}, {k})", beta=beta, posterior=posterior, masked=mask is not None, devices=1
         )

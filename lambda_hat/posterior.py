@@ -14,6 +14,7 @@ function therefore recompiles only when shapes, dtypes or the loss function chan
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -177,7 +178,49 @@ def resolve_nbeta(n: int, beta: float | None, nbeta: float | None) -> float:
     return default_nbeta(n)
 
 
-@jax.tree_util.register_pytree_node_class
+def _static(**kwargs: Any) -> Any:
+    """A dataclass field that is part of a pytree's static structure (not a leaf)."""
+    return dataclasses.field(metadata={"static": True}, **kwargs)
+
+
+def _register_dataclass_pytree(cls: type) -> type:
+    """Register a dataclass as a pytree from its fields: fields marked ``_static()`` are aux
+    data, the others leaves (with their names as key paths). Unflattening bypasses
+    ``__init__``, which validates and casts user input."""
+    fields = dataclasses.fields(cls)
+    leaves = tuple(f.name for f in fields if not f.metadata.get("static"))
+    static = tuple(f.name for f in fields if f.metadata.get("static"))
+
+    def flatten_with_keys(obj):
+        return [(jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in leaves], tuple(getattr(obj, n) for n in static)
+
+    def flatten(obj):
+        return [getattr(obj, n) for n in leaves], tuple(getattr(obj, n) for n in static)
+
+    def unflatten(aux, children):
+        obj = object.__new__(cls)
+        obj.__dict__.update(zip(leaves, children))
+        obj.__dict__.update(zip(static, aux))
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls
+
+
+def _at_wstar(posterior: LocalPosterior) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(L_n(w*), ‖g‖², gᵀHg) with g = ∇L_n(w*), H the Hessian there: what the posterior needs at
+    w*, in one program."""
+    grad_fn = jax.grad(posterior.full_loss)
+    loss, g = jax.value_and_grad(posterior.full_loss)(posterior.w_star)
+    hg = jax.jvp(grad_fn, (posterior.w_star,), (g,))[1]
+    return loss, jnp.dot(g, g), jnp.dot(g, hg)
+
+
+_AT_WSTAR = jax.jit(_at_wstar)
+
+
+@_register_dataclass_pytree
+@dataclasses.dataclass(init=False, eq=False, repr=False)
 class LocalPosterior:
     """Tempered posterior localized at w*, on flat parameter vectors.
 
@@ -201,7 +244,29 @@ class LocalPosterior:
             the string ``jax.tree_util.keystr`` gives (e.g. ``"['params']['dense1']['kernel']"``;
             so ``lambda path, leaf: "dense1" in path``). Unselected weights stay at w*; the
             localizer acts on the selected ones only.
+
+    The constructor validates and casts; the result is a dataclass pytree whose leaves are the
+    arrays below and whose static part is the loss function, the parameter layout, n, the chunk
+    size and the group names. L_n(w*) and the gradient quantities at w* are computed once, in
+    one compiled program, at construction.
     """
+
+    w_star: jax.Array  # (d,) the sampled coordinates of w*
+    data: Any
+    nbeta: jax.Array
+    gamma: jax.Array
+    loss_at_wstar: jax.Array  # L_n(w*)
+    grad_sq_at_wstar: jax.Array  # ‖∇L_n(w*)‖²
+    grad_hess_grad_at_wstar: jax.Array  # gᵀHg at w*, g = ∇L_n(w*)
+    w_full: jax.Array | None  # every coordinate of w* when masked, else None
+    free_idx: jax.Array | None  # flat indices of the sampled coordinates when masked
+    group_ids: jax.Array  # (d,) parameter-leaf group of each sampled coordinate
+    group_sizes: jax.Array  # (num_groups,)
+    loss_fn: LossFn = _static()
+    spec: FlatSpec = _static()
+    n: int = _static()
+    chunk_size: int = _static()
+    group_names: tuple[str, ...] = _static()
 
     def __init__(
         self,
@@ -250,45 +315,13 @@ class LocalPosterior:
         self.nbeta = jnp.asarray(resolve_nbeta(n, beta, nbeta), dtype)
         self.gamma = jnp.asarray(gamma_value, dtype)
         self._check_loss_output()
-        self.loss_at_wstar = jnp.asarray(0.0, dtype)
-        self.loss_at_wstar = jax.jit(type(self).full_loss)(self, w_star)
+        zero = jnp.asarray(0.0, dtype)
+        self.loss_at_wstar = self.grad_sq_at_wstar = self.grad_hess_grad_at_wstar = zero
+        self.loss_at_wstar, self.grad_sq_at_wstar, self.grad_hess_grad_at_wstar = _AT_WSTAR(self)
         if not bool(jnp.isfinite(self.loss_at_wstar)):
             raise ValueError(
                 f"loss_fn: the loss at w* (params) is {float(self.loss_at_wstar)}; expected a finite value"
             )
-
-    # -- pytree protocol -------------------------------------------------------------
-    def tree_flatten(self):
-        children = (
-            self.w_star,
-            self.data,
-            self.nbeta,
-            self.gamma,
-            self.loss_at_wstar,
-            self.w_full,
-            self.free_idx,
-            self.group_ids,
-            self.group_sizes,
-        )
-        aux = (self.loss_fn, self.spec, self.n, self.chunk_size, self.group_names)
-        return children, aux
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = object.__new__(cls)
-        obj.loss_fn, obj.spec, obj.n, obj.chunk_size, obj.group_names = aux
-        (
-            obj.w_star,
-            obj.data,
-            obj.nbeta,
-            obj.gamma,
-            obj.loss_at_wstar,
-            obj.w_full,
-            obj.free_idx,
-            obj.group_ids,
-            obj.group_sizes,
-        ) = children
-        return obj
 
     def replace(self, **leaves: Any) -> LocalPosterior:
         """A copy with ``nbeta`` and/or ``gamma`` replaced (e.g. inside a vmapped sweep).
@@ -427,14 +460,12 @@ class LocalPosterior:
 
         For L − L* = gᵀv + ½vᵀHv the posterior mean moves to μ = −nβP⁻¹g (P = nβH + γI) and
         E[λ̂] shifts by −½nβ²(gᵀP⁻¹g + γ gᵀP⁻²g). P is replaced by its Rayleigh quotient along g,
-        p = gᵀPg/‖g‖² (one Hessian-vector product); by Cauchy–Schwarz this never overstates
-        gᵀP⁻¹g's size, so it is a conservative (small) estimate of the shift.
+        p = gᵀPg/‖g‖² (from gᵀHg, one Hessian-vector product computed at construction); by
+        Cauchy–Schwarz this never overstates gᵀP⁻¹g's size, so it is a conservative (small)
+        estimate of the shift. Valid for the current nβ and γ (also after ``replace``).
         """
-        grad_fn = jax.grad(self.full_loss)
-        g = grad_fn(self.w_star)
-        gg = jnp.dot(g, g)
-        hg = jax.jvp(grad_fn, (self.w_star,), (g,))[1]
-        p = self.nbeta * jnp.dot(g, hg) / jnp.where(gg > 0, gg, 1) + self.gamma
+        gg = self.grad_sq_at_wstar
+        p = self.nbeta * self.grad_hess_grad_at_wstar / jnp.where(gg > 0, gg, 1) + self.gamma
         p = jnp.maximum(p, jnp.finfo(self.dtype).tiny)
         shift = -0.5 * self.nbeta**2 * gg * (1 / p + self.gamma / p**2)
         return jnp.sqrt(gg), jnp.where(gg > 0, shift, 0.0)
