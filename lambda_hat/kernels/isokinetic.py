@@ -4,11 +4,13 @@ target, and the smallest warmup their tuners accept."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from lambda_hat.checks import optional_positive_float
+from lambda_hat.kernels.mass_matrix import check_inverse_mass_matrix
 from lambda_hat.posterior import LocalPosterior
 
 MIN_TUNING_WARMUP = 10
@@ -55,3 +57,22 @@ def pad_to_two_dimensions(posterior: LocalPosterior) -> PaddedTarget:
         return posterior.excess_loss_from_logdensity(x[:d], logdens + 0.5 * x[d] ** 2)
 
     return PaddedTarget(True, 2, logdensity, excess_loss, jnp.concatenate([posterior.w_star, jnp.zeros((1,), dtype)]))
+
+
+def check_tuning_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Check the options both samplers share: ``L`` and ``step_size`` (both given, to skip
+    tuning, or neither) and ``inverse_mass_matrix`` (only with both given)."""
+    options["L"] = optional_positive_float("L", options["L"])
+    options["step_size"] = optional_positive_float("step_size", options["step_size"])
+    if (options["L"] is None) != (options["step_size"] is None):
+        raise ValueError(
+            "L and step_size: give both (to skip tuning) or neither (to tune them), "
+            f"got L={options['L']!r}, step_size={options['step_size']!r}"
+        )
+    options["inverse_mass_matrix"] = check_inverse_mass_matrix(options["inverse_mass_matrix"])
+    if options["inverse_mass_matrix"] is not None and options["L"] is None:
+        raise ValueError(
+            "inverse_mass_matrix: only used when L and step_size are given (tuning estimates "
+            "its own diagonal preconditioner); give L and step_size too, or leave it None"
+        )
+    return options

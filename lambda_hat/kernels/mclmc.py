@@ -44,11 +44,11 @@ import blackjax
 import jax
 import jax.numpy as jnp
 
-from lambda_hat.checks import boolean, optional_positive_float, positive_float
+from lambda_hat.checks import boolean, positive_float
 from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import chain_keys
-from lambda_hat.kernels.isokinetic import MIN_TUNING_WARMUP, pad_to_two_dimensions
-from lambda_hat.kernels.mass_matrix import check_inverse_mass_matrix, inverse_mass_matrix_vector
+from lambda_hat.kernels.isokinetic import MIN_TUNING_WARMUP, check_tuning_options, pad_to_two_dimensions
+from lambda_hat.kernels.mass_matrix import inverse_mass_matrix_vector
 from lambda_hat.posterior import LocalPosterior
 
 _FRAC = 0.1  # BlackJAX's default frac_tune1 = frac_tune2 = frac_tune3
@@ -192,19 +192,7 @@ def run_mclmc(
 
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:
-    options["L"] = optional_positive_float("L", options["L"])
-    options["step_size"] = optional_positive_float("step_size", options["step_size"])
-    if (options["L"] is None) != (options["step_size"] is None):
-        raise ValueError(
-            "L and step_size: give both (to skip MCLMC tuning) or neither (to tune them), "
-            f"got L={options['L']!r}, step_size={options['step_size']!r}"
-        )
-    options["inverse_mass_matrix"] = check_inverse_mass_matrix(options["inverse_mass_matrix"])
-    if options["inverse_mass_matrix"] is not None and options["L"] is None:
-        raise ValueError(
-            "inverse_mass_matrix: only used when L and step_size are given (tuning estimates "
-            "its own diagonal preconditioner); give L and step_size too, or leave it None"
-        )
+    options = check_tuning_options(options)
     options["desired_energy_var"] = positive_float("desired_energy_var", options["desired_energy_var"])
     options["diagonal_preconditioning"] = boolean("diagonal_preconditioning", options["diagonal_preconditioning"])
     return options
