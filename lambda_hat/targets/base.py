@@ -14,13 +14,15 @@ import jax
 class Target:
     """loss_fn, w* (params), data and what is known exactly about λ at w*.
 
-    lam, m: the asymptotic learning coefficient and its multiplicity (None when unknown, e.g. MLPs).
-    expected_llc_fn: (nβ, γ) -> the exact finite-n expectation of λ̂ (quadratics only), else None.
-    finite_n_bias: nβ -> the known leading finite-n correction to E[λ̂] against ``lam`` (for
-        multiplicity m > 1 the heuristic −(m − 1)/log nβ), when there is one; else None.
-    info: anything else worth reporting (‖∇L_n(w*)‖, the Hessian spectrum, the dimension, ...).
-        ``info["finite_n_bias"]``, where present, is the same function as ``finite_n_bias``
-        (kept for code written before the field existed).
+    Attributes:
+        lam: the asymptotic learning coefficient (None when unknown, e.g. MLPs).
+        m: its multiplicity (None when unknown).
+        expected_llc_fn: (nβ, γ) -> the exact finite-n expectation of λ̂ (quadratics only), else None.
+        finite_n_bias: nβ -> the known leading finite-n correction to E[λ̂] against ``lam`` (for
+            multiplicity m > 1 the heuristic −(m − 1)/log nβ), when there is one; else None.
+        info: anything else worth reporting (‖∇L_n(w*)‖, the Hessian spectrum, the dimension, ...).
+            ``info["finite_n_bias"]``, where present, is the same function as ``finite_n_bias``
+            (kept for code written before the field existed).
     """
 
     name: str
