@@ -17,6 +17,7 @@ Options ``alpha`` (now ``beta2``) and ``stabilizer`` (now ``eps``) are deprecate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -43,7 +44,7 @@ def init(position: jax.Array) -> AdamSGLDState:
     return AdamSGLDState(position, jnp.zeros_like(position), jnp.ones_like(position), jnp.zeros((), position.dtype))
 
 
-def build_kernel(*, beta1: jax.Array, beta2: jax.Array, eps: jax.Array):
+def build_kernel(*, beta1: jax.Array, beta2: jax.Array, eps: jax.Array) -> Callable[..., AdamSGLDState]:
     """``kernel(rng_key, state, loss_grad, localizer_grad, step_size, adapt=True) -> state``.
 
     Args:

@@ -21,6 +21,7 @@ Options ``alpha`` (now ``decay``) and ``stabilizer`` (now ``eps``) are deprecate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -44,7 +45,7 @@ def init(position: jax.Array) -> RMSPropSGLDState:
     return RMSPropSGLDState(position, jnp.ones_like(position))
 
 
-def build_kernel(*, decay: jax.Array, eps: jax.Array):
+def build_kernel(*, decay: jax.Array, eps: jax.Array) -> Callable[..., RMSPropSGLDState]:
     """``kernel(rng_key, state, loss_grad, localizer_grad, step_size, adapt=True) -> state``.
 
     Args:
