@@ -43,16 +43,11 @@ def integer(
     """``value`` as an int in [minimum, maximum] (either bound optional; ``expected`` overrides
     the description in errors). Python and NumPy integers are accepted; bools and floats (even
     2.0) are not."""
-    if expected is not None:
-        pass
-    elif minimum is not None and maximum is not None:
-        expected = f"an integer in [{minimum}, {maximum}]"
-    elif minimum is not None:
-        expected = f"an integer >= {minimum}"
-    elif maximum is not None:
-        expected = f"an integer <= {maximum}"
-    else:
-        expected = "an integer"
+    if expected is None:
+        bounds = [f">= {minimum}"] * (minimum is not None) + [f"<= {maximum}"] * (maximum is not None)
+        expected = "an integer" + (
+            f" in [{minimum}, {maximum}]" if len(bounds) == 2 else "".join(f" {b}" for b in bounds)
+        )
     if _is_bool(value) or not isinstance(value, numbers.Integral):
         raise ArgumentTypeError(f"{name}: expected {expected}, got {value!r:.60}")
     out = int(value)
