@@ -44,7 +44,19 @@ class LLCWarning(UserWarning):
 
 
 def as_key(key: Any) -> jax.Array:
-    """An int seed, a typed JAX key, or a legacy uint32[2] PRNGKey -> typed key."""
+    """An int seed, a typed JAX key, or a legacy uint32[2] PRNGKey -> typed key.
+
+    Args:
+        key: a non-negative int seed, a typed JAX key of shape (), or a legacy uint32[2] key
+            (``jax.random.PRNGKey``).
+
+    Returns:
+        A typed JAX PRNG key of shape () (``jax.random.key(seed)`` for a seed).
+
+    Raises:
+        TypeError: ``key`` is a bool or none of the accepted kinds.
+        ValueError: a negative seed, or a typed key array of shape other than ().
+    """
     if isinstance(key, bool):
         raise TypeError(f"key: expected an int seed or a JAX PRNG key, got {key!r}")
     if isinstance(key, (int, np.integer)):

@@ -25,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +37,9 @@ from lambda_hat.diagnostics import llc_statistics, virial_statistics
 from lambda_hat.kernels import get_kernel
 from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CALIBRATION_KERNELS = ("sgld", "rmsprop_sgld", "adam_sgld")
 VIRIAL_MAX_DEVIATION = 0.01
@@ -113,6 +116,17 @@ class CalibrationResult:
         trace does not drift (|drift| < 3). Returns {nbeta: step_size}, or None when no ε qualifies
         for any nβ; the reason for every nβ left out is in ``reasons[(nbeta, gamma)]`` and is
         issued as an LLCWarning.
+
+        Args:
+            gamma: the γ at which to recommend, one of the swept ``gammas`` (matched with
+                ``np.isclose``); None = the first.
+
+        Returns:
+            ``{nbeta: step_size}`` (nβ, the product, not β; ε the step size) for every nβ where an ε
+            qualifies, or None when none does.
+
+        Raises:
+            ValueError: ``gamma`` is not one of the swept values.
         """
         k = 0 if gamma is None else int(np.argmin(np.abs(self.gammas - float(gamma))))
         if gamma is not None and not np.isclose(self.gammas[k], float(gamma)):
@@ -138,7 +152,11 @@ class CalibrationResult:
         return out or None
 
     def table(self) -> str:
-        """One line per cell: ε, nβ, γ, λ̂, MCSE, virial ratio ± se, acceptance, drift, stable."""
+        """One line per cell: ε, nβ, γ, λ̂, MCSE, virial ratio ± se, acceptance, drift, stable.
+
+        Returns:
+            The table as one string: a header line, then one line per cell (ε slowest, γ fastest).
+        """
         lines = [
             f"{'ε':>10} {'nβ':>10} {'γ':>8} {'λ̂':>10} {'MCSE':>8} {'virial':>8} {'± se':>7} "
             f"{'accept':>7} {'drift':>7} stable"
@@ -154,6 +172,12 @@ class CalibrationResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain Python values (e.g. for JSON).
+
+        Returns:
+            A dict of every field: arrays as nested lists, and ``reasons`` keyed by strings
+            ``"nbeta=..., gamma=..."`` instead of (nβ, γ) tuples.
+        """
         out = {}
         for k, v in self.__dict__.items():
             if k == "reasons":
@@ -162,8 +186,17 @@ class CalibrationResult:
                 out[k] = v.tolist() if isinstance(v, np.ndarray) else v
         return out
 
-    def plot(self, path: str | None = None):
-        """λ̂ and the virial ratio against ε, one line per (nβ, γ)."""
+    def plot(self, path: str | None = None) -> Figure:
+        """λ̂ and the virial ratio against ε, one line per (nβ, γ).
+
+        Only stable cells are drawn; matplotlib is the optional ``plots`` extra.
+
+        Args:
+            path: if given, the figure is also saved to this file (110 dpi).
+
+        Returns:
+            The matplotlib Figure (two panels: λ̂ ± MCSE and the virial ratio ± se, log ε axis).
+        """
         from lambda_hat.plotting import _pyplot
 
         plt = _pyplot()

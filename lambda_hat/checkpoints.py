@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +46,9 @@ from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import say
 from lambda_hat.result import LLCResult
 from lambda_hat.sharding import block_program
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FORMAT_VERSION = 1
 _STATIONARITY = "w* is not near-stationary"
@@ -84,7 +87,12 @@ class CheckpointResults:
         return self.results[k]
 
     def table(self) -> str:
-        """One row per checkpoint: step, λ̂ ± MCSE, R-hat, the virial ratio, L_n(w*), warnings."""
+        """One row per checkpoint: step, λ̂ ± MCSE, R-hat, the virial ratio, L_n(w*), warnings.
+
+        Returns:
+            The table as text: a header line, a rule, then one line per checkpoint (the virial
+            ratio is NaN for kernels without the self-check; ``warnings`` is the count).
+        """
         head = f"{'step':>10} {'λ̂':>10} {'MCSE':>8} {'R-hat':>7} {'virial':>8} {'L_n(w*)':>11} {'warnings':>8}"
         rows = [head, "-" * len(head)]
         for step, r in zip(self.steps, self.results, strict=True):
@@ -100,10 +108,22 @@ class CheckpointResults:
         train_loss: Sequence[float] | None = None,
         test_loss: Sequence[float] | None = None,
         path: str | None = None,
-    ):
+    ) -> Figure:
         """λ̂ ± 2·MCSE against the step, with optional loss curves (one value per checkpoint)
-        on a second axis. Needs matplotlib (the ``plots`` extra). Returns the figure; with
-        ``path`` also saves it there."""
+        on a second axis. Needs matplotlib (the ``plots`` extra).
+
+        Args:
+            train_loss: the training loss at each checkpoint, plotted on the second axis; None
+                leaves it out.
+            test_loss: the test loss at each checkpoint, likewise.
+            path: also save the figure to this file (format from its suffix); None saves nothing.
+
+        Returns:
+            The matplotlib Figure.
+
+        Raises:
+            ValueError: if a loss curve does not have one value per checkpoint.
+        """
         from lambda_hat.plotting import _pyplot
 
         plt = _pyplot()
@@ -133,7 +153,14 @@ class CheckpointResults:
 
     def save(self, path: str | Path) -> Path:
         """Write a folder: ``index.json`` (the steps, timings, format version) and each
-        checkpoint's result as ``checkpoint_<k>.json`` / ``.npz`` (:meth:`LLCResult.save`)."""
+        checkpoint's result as ``checkpoint_<k>.json`` / ``.npz`` (:meth:`LLCResult.save`).
+
+        Args:
+            path: the folder to write (created if missing; files already there are overwritten).
+
+        Returns:
+            The path of the folder's ``index.json``.
+        """
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         names = [f"checkpoint_{k:05d}" for k in range(len(self))]
@@ -151,7 +178,20 @@ class CheckpointResults:
 
     @classmethod
     def load(cls, path: str | Path) -> CheckpointResults:
-        """Read a folder written by :meth:`save` (the folder or its ``index.json``)."""
+        """Read a folder written by :meth:`save` (the folder or its ``index.json``).
+
+        Args:
+            path: the folder, or the path of its ``index.json``.
+
+        Returns:
+            The :class:`CheckpointResults`, with each checkpoint's result read by
+            :meth:`LLCResult.load`.
+
+        Raises:
+            FileNotFoundError: if the folder has no ``index.json``.
+            ValueError: if the index's format version is not ``FORMAT_VERSION`` (1), or a
+                checkpoint's result cannot be read.
+        """
         folder = Path(path)
         if folder.name == "index.json":
             folder = folder.parent

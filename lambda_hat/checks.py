@@ -31,7 +31,18 @@ def _is_bool(value: Any) -> bool:
 
 
 def boolean(name: str, value: Any) -> bool:
-    """``value`` if it is True or False (no truthy stand-ins: 1, "yes" and None are rejected)."""
+    """``value`` if it is True or False (no truthy stand-ins: 1, "yes" and None are rejected).
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check.
+
+    Returns:
+        ``value`` as a Python bool (NumPy bools are accepted).
+
+    Raises:
+        ArgumentTypeError: if ``value`` is not a Python or NumPy bool.
+    """
     if not _is_bool(value):
         raise ArgumentTypeError(f"{name}: expected True or False, got {value!r}")
     return bool(value)
@@ -42,7 +53,23 @@ def integer(
 ) -> int:
     """``value`` as an int in [minimum, maximum] (either bound optional; ``expected`` overrides
     the description in errors). Python and NumPy integers are accepted; bools and floats (even
-    2.0) are not."""
+    2.0) are not.
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check.
+        minimum: the smallest allowed value; None for no lower bound.
+        maximum: the largest allowed value; None for no upper bound.
+        expected: the description of a valid value in error messages; None builds one from the
+            bounds (e.g. "an integer >= 1").
+
+    Returns:
+        ``value`` as a Python int.
+
+    Raises:
+        ArgumentTypeError: if ``value`` is not an integer (a bool, a float, a string, ...).
+        ValueError: if ``value`` lies outside [minimum, maximum].
+    """
     if expected is None:
         bounds = [f">= {minimum}"] * (minimum is not None) + [f"<= {maximum}"] * (maximum is not None)
         expected = "an integer" + (
@@ -57,12 +84,37 @@ def integer(
 
 
 def positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum`` (default 1)."""
+    """``value`` as an int >= ``minimum`` (default 1).
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check.
+        minimum: the smallest allowed value.
+
+    Returns:
+        ``value`` as a Python int.
+
+    Raises:
+        ArgumentTypeError: if ``value`` is not an integer.
+        ValueError: if ``value`` < ``minimum``.
+    """
     return integer(name, value, minimum=minimum)
 
 
 def optional_positive_int(name: str, value: Any) -> int | None:
-    """None, or an int >= 1."""
+    """None, or an int >= 1.
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check; None is passed through.
+
+    Returns:
+        None if ``value`` is None, else ``value`` as a Python int >= 1.
+
+    Raises:
+        ArgumentTypeError: if ``value`` is neither None nor an integer.
+        ValueError: if ``value`` < 1.
+    """
     return None if value is None else positive_int(name, value)
 
 
@@ -75,7 +127,24 @@ def real(
 ) -> float:
     """``value`` as a finite float passing ``ok``; ``expected`` describes the valid range (e.g.
     "a finite number > 0"), ``type_expected`` what a wrong type is told (default ``expected``).
-    Python/NumPy numbers and 0-d arrays are accepted; bools, strings and None are not."""
+    Python/NumPy numbers and 0-d arrays are accepted; bools, strings and None are not.
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check.
+        expected: the description of a valid value in error messages.
+        ok: a predicate on the converted float; a value it rejects raises ValueError. The
+            default accepts every finite value.
+        type_expected: the description given for a value of the wrong type; None uses
+            ``expected``.
+
+    Returns:
+        ``value`` as a Python float.
+
+    Raises:
+        ArgumentTypeError: if ``value`` is a bool, a string, bytes, None or not convertible to float.
+        ValueError: if ``value`` is not finite or ``ok`` rejects it.
+    """
     if _is_bool(value) or isinstance(value, (str, bytes)) or value is None:
         raise ArgumentTypeError(f"{name}: expected {type_expected or expected}, got {value!r:.60}")
     try:
@@ -88,33 +157,107 @@ def real(
 
 
 def positive_float(name: str, value: Any) -> float:
-    """A finite float > 0."""
+    """A finite float > 0.
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check.
+
+    Returns:
+        ``value`` as a Python float.
+
+    Raises:
+        ArgumentTypeError: if ``value`` is not a number.
+        ValueError: if ``value`` is not finite or not > 0.
+    """
     return real(name, value, "a finite number > 0", lambda v: v > 0, type_expected="a number > 0")
 
 
 def optional_positive_float(name: str, value: Any) -> float | None:
-    """None, or a finite float > 0."""
+    """None, or a finite float > 0.
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check; None is passed through.
+
+    Returns:
+        None if ``value`` is None, else ``value`` as a Python float.
+
+    Raises:
+        ArgumentTypeError: if ``value`` is neither None nor a number.
+        ValueError: if ``value`` is not finite or not > 0.
+    """
     return None if value is None else positive_float(name, value)
 
 
 def non_negative_float(name: str, value: Any) -> float:
-    """A finite float >= 0."""
+    """A finite float >= 0.
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check.
+
+    Returns:
+        ``value`` as a Python float.
+
+    Raises:
+        ArgumentTypeError: if ``value`` is not a number.
+        ValueError: if ``value`` is not finite or is < 0.
+    """
     return real(name, value, "a finite number >= 0", lambda v: v >= 0)
 
 
 def probability(name: str, value: Any) -> float:
-    """A float strictly between 0 and 1."""
+    """A float strictly between 0 and 1.
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check.
+
+    Returns:
+        ``value`` as a Python float in (0, 1).
+
+    Raises:
+        ArgumentTypeError: if ``value`` is not a number.
+        ValueError: if ``value`` is not in (0, 1).
+    """
     return real(name, value, "a number in (0, 1)", lambda v: 0 < v < 1)
 
 
 def fraction(name: str, value: Any) -> float:
-    """A float in [0, 1)."""
+    """A float in [0, 1).
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check.
+
+    Returns:
+        ``value`` as a Python float in [0, 1).
+
+    Raises:
+        ArgumentTypeError: if ``value`` is not a number.
+        ValueError: if ``value`` is not in [0, 1).
+    """
     return real(name, value, "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def integer_list(name: str, values: Any, minimum: int | None = None, min_len: int = 0) -> list[int]:
     """A sequence of ints, each >= ``minimum``, at least ``min_len`` long; entries are named
-    ``name[i]`` in errors."""
+    ``name[i]`` in errors.
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        values: a sequence (or other iterable) of integers.
+        minimum: the smallest allowed entry; None for no lower bound.
+        min_len: the fewest entries allowed.
+
+    Returns:
+        The entries as a list of Python ints.
+
+    Raises:
+        ArgumentTypeError: if ``values`` is not iterable or an entry is not an integer.
+        ValueError: if an entry is < ``minimum`` or there are fewer than ``min_len`` entries.
+    """
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         try:
             values = list(values)
@@ -127,7 +270,19 @@ def integer_list(name: str, values: Any, minimum: int | None = None, min_len: in
 
 
 def one_of(name: str, value: Any, choices: Sequence[Any]) -> Any:
-    """``value`` if it is one of ``choices``."""
+    """``value`` if it is one of ``choices``.
+
+    Args:
+        name: the argument's name as the caller wrote it, used in error messages.
+        value: the value to check.
+        choices: the allowed values (compared with ``in``, i.e. by equality).
+
+    Returns:
+        ``value``, unchanged.
+
+    Raises:
+        ValueError: if ``value`` is not in ``choices``.
+    """
     if value not in choices:
         raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
     return value

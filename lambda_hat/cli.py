@@ -76,6 +76,14 @@ def _validate(rest: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lambda-hat`` command line (``demo`` or ``validate``).
+
+    Args:
+        argv: the arguments after the program name; None (default) = ``sys.argv[1:]``.
+
+    Returns:
+        The exit status (0 on success; ``validate`` returns the validation suite's status).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["validate"]:
         return _validate(argv[1:])

@@ -20,7 +20,18 @@ IS_SHIFT_MAX = 0.05  # an importance-weighted λ̂ this far (relative) from q's 
 
 
 def llc_statistics(llc_trace: np.ndarray) -> dict[str, Any]:
-    """Mean, MCSE, ESS, R-hat and per-chain means of a (chains, draws) λ̂ trace."""
+    """Mean, MCSE, ESS, R-hat and per-chain means of a (chains, draws) λ̂ trace.
+
+    Args:
+        llc_trace: (chains, draws) per-draw λ̂_t = nβ·(L(w_t) − L_n(w*)) of the valid chains.
+
+    Returns:
+        dict with ``llc`` (the mean over all draws), ``llc_se`` (the MCSE sd/√ESS, 0 when sd = 0),
+        ``llc_sd`` (the sd of all draws), ``llc_per_chain`` ((chains,) means), ``ess`` (the
+        multi-chain ESS, clipped to [1, chains·draws]), ``ess_per_chain`` ((chains,)) and ``rhat``
+        (split R-hat). With fewer than 4 draws or zero spread, ``ess`` is chains·draws,
+        ``ess_per_chain`` is draws and ``rhat`` is NaN.
+    """
     trace = np.asarray(llc_trace, dtype=np.float64)
     chains, draws = trace.shape
     mean = float(trace.mean())
@@ -101,7 +112,16 @@ def virial_statistics(group_trace: np.ndarray, group_sizes: np.ndarray, group_na
 
 
 def virial_failures(virial: dict[str, Any], tolerance: float = VIRIAL_TOLERANCE) -> list[tuple[str, float, float]]:
-    """(name, ratio, se) of the overall ratio and each group with |r − 1| > max(tolerance, 3·se)."""
+    """(name, ratio, se) of the overall ratio and each group with |r − 1| > max(tolerance, 3·se).
+
+    Args:
+        virial: the dict returned by :func:`virial_statistics`.
+        tolerance: the smallest deviation |r − 1| that counts as a failure (when 3·se is smaller).
+
+    Returns:
+        The failing entries as (name, ratio, se) tuples: ``"overall"`` first, then the groups in
+        order (groups are checked only when there are more than one). Empty when the check passes.
+    """
     rows = [("overall", virial["ratio"], virial["se"])]
     if len(virial["groups"]) > 1:
         rows += [(name, g["ratio"], g["se"]) for name, g in virial["groups"].items()]
@@ -109,7 +129,17 @@ def virial_failures(virial: dict[str, Any], tolerance: float = VIRIAL_TOLERANCE)
 
 
 def virial_message(virial: dict[str, Any], kernel: str, advice: str, tolerance: float = VIRIAL_TOLERANCE) -> str | None:
-    """The warning for a failed virial self-check, or None when it passes."""
+    """The warning for a failed virial self-check, or None when it passes.
+
+    Args:
+        virial: the dict returned by :func:`virial_statistics`.
+        kernel: the kernel's name, shown in the warning.
+        advice: what to do about it (the kernel's ``bias_advice``), appended to the warning.
+        tolerance: as for :func:`virial_failures`.
+
+    Returns:
+        The warning text, or None when no ratio fails.
+    """
     bad = virial_failures(virial, tolerance)
     if not bad:
         return None
@@ -132,6 +162,15 @@ def importance_statistics(llc_trace: np.ndarray, log_weights: np.ndarray) -> dic
 
     the second term of se being the spread between independent chains (fits), which also covers
     errors that the within-chain weights cannot see. ESS per chain is 1/Σ_s w̃_cs².
+
+    Args:
+        llc_trace: (chains, draws) λ̂ draws x_cs of the valid chains.
+        log_weights: (chains, draws) log importance weights of the same draws, normalised per
+            chain as the kernels return them (they are renormalised here).
+
+    Returns:
+        dict with ``llc`` and ``llc_se`` (λ̂ and se above), ``llc_per_chain`` ((chains,) λ̂_c),
+        ``se_per_chain`` ((chains,) se_c) and ``ess_per_chain`` ((chains,) 1/Σ_s w̃_cs²).
     """
     x = np.asarray(llc_trace, np.float64)
     w = np.exp(np.asarray(log_weights, np.float64))
@@ -151,7 +190,16 @@ def importance_statistics(llc_trace: np.ndarray, log_weights: np.ndarray) -> dic
 
 
 def importance_message(pareto_k: np.ndarray, valid: np.ndarray, kernel: str) -> str:
-    """The warning for importance weights whose Pareto k̂ reaches PARETO_K_MAX."""
+    """The warning for importance weights whose Pareto k̂ reaches PARETO_K_MAX.
+
+    Args:
+        pareto_k: (chains,) Pareto k̂ of each fit's importance weights.
+        valid: (chains,) boolean mask of the chains used.
+        kernel: the kernel's name, shown in the warning.
+
+    Returns:
+        The warning text (always; the caller checks k̂ first).
+    """
     k = np.asarray(pareto_k, np.float64)
     bad = [int(c) for c in np.flatnonzero(np.asarray(valid) & ~(k < PARETO_K_MAX))]
     return (
@@ -169,6 +217,15 @@ def importance_shift_message(llc_raw: float, llc_raw_se: float, llc_is: float, k
     move λ̂ by more than ``IS_SHIFT_MAX`` of its value (and by more than 3 standard errors of the
     raw mean), q is far from p and the correction rests on a few heavy weights: the weighted
     estimate is then biased towards q's (the mass q misses is never drawn) even when k̂ < 0.7.
+
+    Args:
+        llc_raw: λ̂ as the unweighted mean over q's draws.
+        llc_raw_se: the MCSE of ``llc_raw``.
+        llc_is: the importance-weighted λ̂.
+        kernel: the kernel's name, shown in the warning.
+
+    Returns:
+        The warning text, or None when the shift is within the tolerance.
     """
     shift = llc_is - llc_raw
     if abs(shift) <= max(IS_SHIFT_MAX * abs(llc_is), 3 * llc_raw_se):
@@ -192,6 +249,9 @@ def invalid_chains_message(
         valid: (chains,) the chains used.
         finite: (chains, draws) whether each draw's loss is finite.
         explain: the kernel's reason why chain c was flagged, when it has one.
+
+    Returns:
+        The warning text, or None when every chain is valid.
     """
     bad = np.flatnonzero(~np.asarray(valid)).tolist()
     if not bad:
@@ -211,7 +271,14 @@ def invalid_chains_message(
 
 
 def divergence_message(divergences: np.ndarray) -> str | None:
-    """The warning for divergent transitions of a Metropolis-adjusted kernel, or None."""
+    """The warning for divergent transitions of a Metropolis-adjusted kernel, or None.
+
+    Args:
+        divergences: (chains,) post-warmup count of divergent transitions per chain.
+
+    Returns:
+        The warning text, or None when there are no divergences.
+    """
     divergences = np.asarray(divergences)
     if divergences.sum() <= 0:
         return None
@@ -223,13 +290,33 @@ def divergence_message(divergences: np.ndarray) -> str | None:
 
 
 def divergence_messages(info: dict[str, np.ndarray], valid: np.ndarray) -> list[str]:
-    """``KernelSpec.messages`` of kernels whose ``info`` counts ``divergences``."""
+    """``KernelSpec.messages`` of kernels whose ``info`` counts ``divergences``.
+
+    Args:
+        info: the kernel's per-chain info as {field: array}, with a ``"divergences"`` entry.
+        valid: (chains,) boolean mask of the chains used (not used: the divergences of every
+            chain are counted).
+
+    Returns:
+        A list with the divergence warning, or an empty list.
+    """
     message = divergence_message(info["divergences"])
     return [message] if message else []
 
 
 def stationarity_message(grad_norm: float, shift: float, llc: float, llc_se: float) -> str | None:
-    """The warning for a w* whose gradient shifts E[λ̂] by more than max(2% of λ̂, its MCSE)."""
+    """The warning for a w* whose gradient shifts E[λ̂] by more than max(2% of λ̂, its MCSE).
+
+    Args:
+        grad_norm: ‖∇L_n(w*)‖, shown in the warning.
+        shift: the estimated first-order shift of E[λ̂] caused by that gradient (as computed by
+            ``LocalPosterior.stationarity``), in units of λ̂.
+        llc: λ̂.
+        llc_se: the MCSE of λ̂.
+
+    Returns:
+        The warning text, or None when the shift is within the tolerance.
+    """
     if abs(shift) <= max(0.02 * abs(llc), llc_se):
         return None
     return (
@@ -239,21 +326,44 @@ def stationarity_message(grad_norm: float, shift: float, llc: float, llc_se: flo
 
 
 def below_wstar_message(fraction_below: float) -> str | None:
-    """The warning for draws whose full-batch loss falls below L_n(w*) (more than 1% of them)."""
+    """The warning for draws whose full-batch loss falls below L_n(w*) (more than 1% of them).
+
+    Args:
+        fraction_below: the fraction (in [0, 1], not percent) of draws with L_n(w) < L_n(w*).
+
+    Returns:
+        The warning text, or None when at most 1% of the draws fall below.
+    """
     if fraction_below <= 0.01:
         return None
     return f"{fraction_below:.1%} of draws have L_n(w) < L_n(w*): w* is not a local minimum of the loss"
 
 
 def rhat_message(rhat: float, num_valid_chains: int) -> str | None:
-    """The warning for chains that disagree (R-hat above RHAT_WARN)."""
+    """The warning for chains that disagree (R-hat above RHAT_WARN).
+
+    Args:
+        rhat: the split R-hat of the λ̂ trace (NaN when it could not be computed).
+        num_valid_chains: the number of chains used; one chain gives no warning.
+
+    Returns:
+        The warning text, or None when R-hat is not finite, is at most RHAT_WARN, or there is only
+        one valid chain.
+    """
     if not (np.isfinite(rhat) and rhat > RHAT_WARN and num_valid_chains > 1):
         return None
     return f"R-hat of the λ̂ trace is {rhat:.3f} > {RHAT_WARN}: chains disagree; run longer"
 
 
 def negative_llc_message(llc: float) -> str | None:
-    """The warning for λ̂ < 0 (which a minimum w* cannot give)."""
+    """The warning for λ̂ < 0 (which a minimum w* cannot give).
+
+    Args:
+        llc: λ̂.
+
+    Returns:
+        The warning text, or None when λ̂ >= 0.
+    """
     if llc >= 0:
         return None
     return (

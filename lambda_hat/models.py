@@ -37,7 +37,18 @@ class _NnxLoss:
 
 
 def adapt_model(loss_fn: Callable, params: Any) -> tuple[Callable, Any]:
-    """(loss_fn, params) ready for LocalPosterior: nnx Modules are split, everything else passes."""
+    """(loss_fn, params) ready for LocalPosterior: nnx Modules are split, everything else passes.
+
+    Args:
+        loss_fn: ``loss_fn(params, batch) -> scalar``, written for ``params`` as given (for an nnx
+            Module, it receives the module).
+        params: w*: a pytree of arrays, or a flax nnx Module.
+
+    Returns:
+        ``(loss_fn, params)`` unchanged for a pytree; for an nnx Module, a loss on its
+        ``nnx.Param`` state (merging the held-fixed rest back in before calling ``loss_fn``) and
+        that ``nnx.Param`` state.
+    """
     from flax import nnx
 
     if isinstance(params, nnx.Module):

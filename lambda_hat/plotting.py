@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _pyplot():
@@ -15,8 +18,21 @@ def _pyplot():
     return plt
 
 
-def plot_result(result: Any, path: str | None = None):
-    """Loss traces, running λ̂ per chain and the distribution of per-draw λ̂; returns the Figure."""
+def plot_result(result: Any, path: str | None = None) -> Figure:
+    """Loss traces, running λ̂ per chain and the distribution of per-draw λ̂; returns the Figure.
+
+    Args:
+        result: an :class:`~lambda_hat.LLCResult` (its loss and λ̂ traces, ``valid_chains``,
+            ``llc`` ± ``llc_se`` and ``loss_at_wstar`` are drawn; invalid chains dotted and left
+            out of the histogram).
+        path: if given, the figure is also saved to this file (110 dpi).
+
+    Returns:
+        The matplotlib Figure (three panels).
+
+    Raises:
+        ImportError: matplotlib is not installed (the ``plots`` extra).
+    """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     draws = np.arange(result.num_draws)

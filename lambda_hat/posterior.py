@@ -163,12 +163,32 @@ def _parameter_groups(params: Any, spec: FlatSpec, free_idx: np.ndarray | None) 
 
 def default_nbeta(n: int) -> float:
     """The default inverse temperature times n: nβ* = n/log n (β* = 1/log n, the WBIC
-    temperature). Requires n >= 2."""
+    temperature). Requires n >= 2.
+
+    Args:
+        n: number of examples n (>= 2; not checked here, n = 1 divides by log 1 = 0).
+
+    Returns:
+        nβ* = n/log n (the product nβ, not β).
+    """
     return n / math.log(n)
 
 
 def resolve_nbeta(n: int, beta: float | None, nbeta: float | None) -> float:
-    """nβ from either β or nβ (default β* = 1/log n). Giving both is an error."""
+    """nβ from either β or nβ (default β* = 1/log n). Giving both is an error.
+
+    Args:
+        n: number of examples n (>= 2).
+        beta: inverse temperature β (per example), or None; nβ = n·β.
+        nbeta: the product nβ directly, or None.
+
+    Returns:
+        nβ as a finite float > 0: ``nbeta`` if given, else ``n * beta`` if given, else
+        :func:`default_nbeta` (n/log n).
+
+    Raises:
+        ValueError: both ``beta`` and ``nbeta`` given, or the given one is not a finite number > 0.
+    """
     if beta is not None and nbeta is not None:
         raise ValueError(f"beta and nbeta: give at most one of them, got beta={beta} and nbeta={nbeta}")
     if nbeta is not None:
@@ -327,7 +347,20 @@ class LocalPosterior:
         """A copy with ``nbeta`` and/or ``gamma`` replaced (e.g. inside a vmapped sweep).
 
         Nothing else can be replaced: new data change n and L_n(w*), which the posterior computed
-        at construction, so they need a new LocalPosterior."""
+        at construction, so they need a new LocalPosterior.
+
+        Args:
+            **leaves: ``nbeta`` (the product nβ, not β) and/or ``gamma`` (γ). Stored as given,
+                without validation or casting (so traced values work); pass scalars in the run
+                dtype, e.g. ``jnp.asarray(x, posterior.dtype)``.
+
+        Returns:
+            A new LocalPosterior sharing everything else with this one. The gradient quantities
+            at w* do not depend on nβ or γ, so :meth:`stationarity` stays valid.
+
+        Raises:
+            ValueError: a name other than ``nbeta`` or ``gamma``.
+        """
         obj = object.__new__(type(self))
         obj.__dict__.update(self.__dict__)
         for name, value in leaves.items():
@@ -347,17 +380,32 @@ class LocalPosterior:
 
     @property
     def dtype(self) -> jnp.dtype:
+        """The run dtype (float64 with JAX_ENABLE_X64, else float32), that of w*."""
         return self.w_star.dtype
 
     def unravel(self, w: jax.Array) -> Any:
-        """Flat (sampled) vector -> parameter pytree; masked-out weights stay at w*."""
+        """Flat (sampled) vector -> parameter pytree; masked-out weights stay at w*.
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+
+        Returns:
+            A pytree with the structure and leaf shapes of ``params``, in ``w``'s dtype.
+        """
         if self.free_idx is None:
             return self.spec.unravel(w)
         return self.spec.unravel(self.w_full.at[self.free_idx].set(w))
 
     def positions_tree(self, flat: np.ndarray) -> Any:
         """Sampled flat positions (..., d) on the host -> parameter pytree of numpy arrays with
-        the same leading axes; masked-out weights are filled in at w*."""
+        the same leading axes; masked-out weights are filled in at w*.
+
+        Args:
+            flat: (..., d) array of sampled flat positions (e.g. (chains, draws, d)).
+
+        Returns:
+            A pytree like ``params`` whose leaves are numpy arrays of shape (..., leaf shape…).
+        """
         flat = np.asarray(flat)
         if self.free_idx is not None:
             full = np.broadcast_to(np.asarray(self.w_full), flat.shape[:-1] + self.w_full.shape).copy()
@@ -379,7 +427,15 @@ class LocalPosterior:
             raise ValueError(f"loss_fn: expected a floating-point scalar, got dtype {out.dtype}")
 
     def batch_loss(self, w: jax.Array, batch: Any) -> jax.Array:
-        """Mean loss over ``batch`` at flat w, in the run dtype."""
+        """Mean loss over ``batch`` at flat w, in the run dtype.
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+            batch: a pytree of arrays with the structure of ``data`` (any leading length).
+
+        Returns:
+            Scalar ``loss_fn(unravel(w), batch)`` cast to the run dtype.
+        """
         return jnp.asarray(self.loss_fn(self.unravel(w), batch), self.dtype)
 
     def full_loss(self, w: jax.Array) -> jax.Array:
@@ -387,6 +443,12 @@ class LocalPosterior:
 
         Chunks run in a lax.scan whose body is rematerialised (jax.checkpoint), so neither the
         forward nor the backward pass holds more than one chunk's activations.
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+
+        Returns:
+            Scalar L_n(w), the mean over all n examples (a remainder chunk is weighted by its size).
         """
         n, chunk = self.n, self.chunk_size
         if n <= chunk:
@@ -409,30 +471,76 @@ class LocalPosterior:
 
     def excess_loss(self, w: jax.Array, batch: Any | None = None) -> jax.Array:
         """L_B(w) − L_n(w*) on ``batch`` (an unbiased estimate of L_n(w) − L_n(w*)); exact full
-        L_n(w) − L_n(w*) when ``batch`` is None."""
+        L_n(w) − L_n(w*) when ``batch`` is None.
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+            batch: a minibatch pytree like ``data``, or None for the full batch.
+
+        Returns:
+            Scalar excess loss (not multiplied by nβ).
+        """
         loss = self.full_loss(w) if batch is None else self.batch_loss(w, batch)
         return loss - self.loss_at_wstar
 
     def localizer(self, w: jax.Array) -> jax.Array:
-        """(γ/2)·‖w − w*‖²."""
+        """(γ/2)·‖w − w*‖².
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+
+        Returns:
+            Scalar (γ/2)·‖w − w*‖² over the sampled coordinates.
+        """
         v = w - self.w_star
         return 0.5 * self.gamma * jnp.dot(v, v)
 
     # -- log-densities ---------------------------------------------------------------
     def logdensity(self, w: jax.Array) -> jax.Array:
-        """Full-batch log p(w) = −nβ (L_n(w) − L_n(w*)) − (γ/2)‖w − w*‖² (up to a constant)."""
+        """Full-batch log p(w) = −nβ (L_n(w) − L_n(w*)) − (γ/2)‖w − w*‖² (up to a constant).
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+
+        Returns:
+            Scalar unnormalised log-density (0 at w*).
+        """
         return -self.nbeta * (self.full_loss(w) - self.loss_at_wstar) - self.localizer(w)
 
     def logdensity_minibatch(self, w: jax.Array, batch: Any) -> jax.Array:
-        """Unbiased minibatch estimate of :meth:`logdensity` (the batch mean loss replaces L_n)."""
+        """Unbiased minibatch estimate of :meth:`logdensity` (the batch mean loss replaces L_n).
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+            batch: a minibatch pytree like ``data`` (e.g. from :meth:`sample_batch`).
+
+        Returns:
+            Scalar −nβ (L_B(w) − L_n(w*)) − (γ/2)‖w − w*‖².
+        """
         return -self.nbeta * (self.batch_loss(w, batch) - self.loss_at_wstar) - self.localizer(w)
 
     def excess_loss_from_logdensity(self, w: jax.Array, logdensity: jax.Array) -> jax.Array:
-        """L_n(w) − L_n(w*) recovered from a full-batch log-density value at w (no extra pass)."""
+        """L_n(w) − L_n(w*) recovered from a full-batch log-density value at w (no extra pass).
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+            logdensity: the value of :meth:`logdensity` at ``w``.
+
+        Returns:
+            Scalar −(logdensity + (γ/2)‖w − w*‖²)/nβ.
+        """
         return -(logdensity + self.localizer(w)) / self.nbeta
 
     def potential_grad(self, w: jax.Array, batch: Any | None = None) -> jax.Array:
-        """∇U(w) = nβ∇L(w) + γ(w − w*), U = −log p: full batch, or the unbiased minibatch estimate."""
+        """∇U(w) = nβ∇L(w) + γ(w − w*), U = −log p: full batch, or the unbiased minibatch estimate.
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+            batch: a minibatch pytree like ``data`` (L = L_B), or None for the full batch (L = L_n).
+
+        Returns:
+            (d,) gradient of the potential U at ``w``.
+        """
         logp = self.logdensity if batch is None else (lambda x: self.logdensity_minibatch(x, batch))
         return -jax.grad(logp)(w)
 
@@ -445,13 +553,28 @@ class LocalPosterior:
         is ∂U at w (a minibatch estimate is fine: it is unbiased when the batch is drawn
         independently of w). Groups are the parameter pytree's leaves (``group_names``; their
         sampled sizes are ``group_sizes``).
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+            grad_potential: (d,) ∇U at ``w`` (e.g. from :meth:`potential_grad`).
+
+        Returns:
+            (num_groups,) mean of (w_i − w*_i)·∂_iU over each group's sampled coordinates.
         """
         t = (w - self.w_star) * grad_potential
         sums = jax.ops.segment_sum(t, self.group_ids, num_segments=len(self.group_names))
         return sums / self.group_sizes.astype(t.dtype)
 
     def sample_batch(self, key: jax.Array, batch_size: int) -> Any:
-        """A minibatch of ``batch_size`` examples drawn uniformly with replacement."""
+        """A minibatch of ``batch_size`` examples drawn uniformly with replacement.
+
+        Args:
+            key: a JAX PRNG key.
+            batch_size: number of examples to draw (a static Python int).
+
+        Returns:
+            A pytree like ``data`` whose leaves have leading length ``batch_size``.
+        """
         idx = jax.random.randint(key, (batch_size,), 0, self.n)
         return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), self.data)
 
@@ -463,6 +586,10 @@ class LocalPosterior:
         p = gᵀPg/‖g‖² (from gᵀHg, one Hessian-vector product computed at construction); by
         Cauchy–Schwarz this never overstates gᵀP⁻¹g's size, so it is a conservative (small)
         estimate of the shift. Valid for the current nβ and γ (also after ``replace``).
+
+        Returns:
+            A pair of scalars: ‖∇L_n(w*)‖, and the estimated shift of E[λ̂] (0 when g = 0; in λ̂
+            units, i.e. already multiplied by nβ).
         """
         gg = self.grad_sq_at_wstar
         p = self.nbeta * self.grad_hess_grad_at_wstar / jnp.where(gg > 0, gg, 1) + self.gamma

@@ -17,6 +17,11 @@ _START: dict[str, float] = {}
 
 
 def say(message: str) -> None:
+    """Print ``[lambda_hat] message`` to stderr (flushed at once).
+
+    Args:
+        message: the text to print.
+    """
     print(f"[lambda_hat] {message}", file=sys.stderr, flush=True)
 
 
@@ -37,7 +42,16 @@ def _report(t, total, label):
 
 def tick(t: jax.Array, total: int, label: str, enabled: bool, show: jax.Array | bool = True) -> None:
     """Print progress every ~5% of ``total`` steps when ``enabled`` (a Python bool) and ``show``
-    (traced: True in the program that runs chain 0, so a run split over devices prints once)."""
+    (traced: True in the program that runs chain 0, so a run split over devices prints once).
+
+    Args:
+        t: the current step index (0-based, traced), compared with ``total``.
+        total: number of steps of the loop (a Python int); nothing is printed when it is <= 0.
+        label: the stage name printed before the step count; also keys the timer for the
+            steps/s rate (restarted when ``t`` is 0).
+        enabled: whether to report at all (a Python bool; False adds nothing to the program).
+        show: whether this program prints (a traced bool, or True).
+    """
     if not enabled or total <= 0:
         return
     every = max(total // 20, 1)

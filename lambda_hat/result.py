@@ -6,10 +6,15 @@ import json
 import math
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
+
+if TYPE_CHECKING:
+    import arviz
+    import xarray
+    from matplotlib.figure import Figure
 
 _ARRAY_FIELDS = ("llc_per_chain", "loss_trace", "llc_trace", "valid_chains")
 
@@ -110,22 +115,35 @@ class LLCResult:
 
     @property
     def num_chains(self) -> int:
+        """The number of chains run (valid or not)."""
         return int(self.loss_trace.shape[0])
 
     @property
     def num_draws(self) -> int:
+        """The number of kept draws per chain."""
         return int(self.loss_trace.shape[1])
 
-    def plot(self, path: str | None = None):
-        """Loss traces, running λ̂ per chain and the λ̂ distribution (needs matplotlib)."""
+    def plot(self, path: str | None = None) -> Figure:
+        """Loss traces, running λ̂ per chain and the λ̂ distribution (needs matplotlib).
+
+        Args:
+            path: also save the figure to this file (format from its suffix); None saves nothing.
+
+        Returns:
+            The matplotlib Figure.
+        """
         from lambda_hat.plotting import plot_result
 
         return plot_result(self, path)
 
-    def to_arviz(self):
+    def to_arviz(self) -> arviz.InferenceData | xarray.DataTree:
         """The posterior variables ``llc`` and ``loss`` (chains × draws), with the scalar results
-        as attributes, for ArviZ (needs the ``arviz`` extra): an ``arviz.InferenceData`` with
-        arviz 0.x, an ``xarray.DataTree`` with arviz 1.x; ``.posterior["llc"]`` in both."""
+        as attributes, for ArviZ (needs the ``arviz`` extra).
+
+        Returns:
+            An ``arviz.InferenceData`` with arviz 0.x, an ``xarray.DataTree`` with arviz 1.x;
+            ``.posterior["llc"]`` in both.
+        """
         try:
             import arviz
         except ImportError as err:
@@ -137,7 +155,11 @@ class LLCResult:
         return arviz.from_dict(posterior=posterior, attrs=attrs)
 
     def summary(self) -> str:
-        """A readable multi-line summary."""
+        """A readable multi-line summary.
+
+        Returns:
+            The summary text (also what ``str(result)`` gives).
+        """
         d = self.diagnostics
         lines = [
             f"LLC estimate ({self.kernel}): λ̂ = {self.llc:.4g} ± {self.llc_se:.2g} (MCSE)",
@@ -199,7 +221,15 @@ class LLCResult:
 
     def to_dict(self, include_traces: bool = True) -> dict[str, Any]:
         """A JSON-serialisable dict of every number (traces included unless asked not to;
-        positions never: they are arrays of chains × draws × d, kept in ``save``'s .npz)."""
+        positions never: they are arrays of chains × draws × d, kept in ``save``'s .npz).
+
+        Args:
+            include_traces: include ``loss_trace``, ``llc_trace`` and ``extra``.
+
+        Returns:
+            {field name: value}, with arrays as nested lists, non-finite floats as the strings
+            "nan", "inf" or "-inf", and values JSON cannot hold as their ``repr``.
+        """
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             if name == "positions" or (not include_traces and name in ("loss_trace", "llc_trace", "extra")):
@@ -210,7 +240,15 @@ class LLCResult:
     def save(self, path: str | Path) -> Path:
         """Write ``<path>.json`` (numbers, config, diagnostics) and ``<path>.npz`` (traces).
 
-        The .json records the file format as ``"format_version"`` (:data:`FORMAT_VERSION`)."""
+        The .json records the file format as ``"format_version"`` (:data:`FORMAT_VERSION`).
+
+        Args:
+            path: the base path of the two files; a ``.json`` or ``.npz`` suffix is dropped, and
+                missing parent folders are created.
+
+        Returns:
+            The path of the .json file written.
+        """
         base = Path(path)
         if base.suffix in (".json", ".npz"):
             base = base.with_suffix("")
@@ -233,8 +271,15 @@ class LLCResult:
         """Read a result written by :meth:`save`, in any of :data:`SUPPORTED_FORMAT_VERSIONS`
         (a file without ``"format_version"`` is version 1).
 
-        Raises ValueError for an unsupported format version, for fields that a result does not
-        have and for missing required fields.
+        Args:
+            path: the ``.json`` or ``.npz`` file written by :meth:`save`, or their common base path.
+
+        Returns:
+            The :class:`LLCResult`; its ``positions``, if saved, as a dict keyed by leaf path.
+
+        Raises:
+            ValueError: for an unsupported format version, for fields that a result does not have
+                and for missing required fields.
         """
         base = Path(path)
         if base.suffix in (".json", ".npz"):

@@ -39,6 +39,17 @@ def resolve_devices(devices: Any) -> list[jax.Device]:
     """``None`` = every device (``jax.devices()``); an int k = the first k; or a list of devices.
 
     Returned in (process, id) order, the order in which chain blocks are assigned.
+
+    Args:
+        devices: None, a Python int k in [1, len(jax.devices())], or a non-empty iterable of
+            distinct ``jax.Device`` objects.
+
+    Returns:
+        The chosen devices, sorted by (``process_index``, ``id``).
+
+    Raises:
+        TypeError: if ``devices`` is a bool, another non-iterable, or holds non-devices.
+        ValueError: if the int is out of range or a device is listed twice.
     """
     available = jax.devices()
     if devices is None:
@@ -66,13 +77,30 @@ def resolve_devices(devices: Any) -> list[jax.Device]:
 
 
 def padded_chains(num_chains: int, num_devices: int) -> int:
-    """The smallest multiple of num_devices that is >= num_chains."""
+    """The smallest multiple of num_devices that is >= num_chains.
+
+    Args:
+        num_chains: the number of chains asked for.
+        num_devices: the number of devices they are split over.
+
+    Returns:
+        The number of chains run, padding included.
+    """
     return math.ceil(num_chains / num_devices) * num_devices
 
 
 def block_program(run: Callable[..., Any], static: dict[str, Any]) -> Callable[..., Any]:
     """``fn(key, posterior, first_chain)``: ``run`` for one block of chains whose first global
-    chain index is the traced int ``first_chain`` (passed on to the kernel's run)."""
+    chain index is the traced int ``first_chain`` (passed on to the kernel's run).
+
+    Args:
+        run: the kernel's ``run(key, posterior, *, first_chain, **static)``.
+        static: the keyword arguments passed to every call of ``run`` (``num_chains``,
+            ``num_draws``, the kernel's options, ...).
+
+    Returns:
+        ``fn(key, posterior, first_chain)``, calling ``run`` with ``static``; ready for ``jax.jit``.
+    """
 
     def fn(key, posterior, first_chain):
         return run(key, posterior, first_chain=first_chain, **static)
@@ -97,7 +125,21 @@ class ChainPlan(NamedTuple):
 def compile_plan(
     run: Callable[..., Any], static: dict[str, Any], key: jax.Array, posterior: Any, devices: Sequence[jax.Device]
 ) -> ChainPlan:
-    """Compile ``run`` (with num_chains = block size) for each local device, in parallel threads."""
+    """Compile ``run`` (with num_chains = block size) for each local device, in parallel threads.
+
+    Args:
+        run: the kernel's ``run`` (see :func:`block_program`).
+        static: its static keyword arguments, with ``num_chains`` the total number of chains
+            (each block is compiled for ``padded_chains(num_chains, len(devices)) // len(devices)``).
+        key: the PRNG key the program will be called with (it fixes the argument's type and
+            placement for compilation).
+        posterior: the posterior pytree the program will be called with (likewise).
+        devices: every device the chains are split over, in block order (as returned by
+            :func:`resolve_devices`); only this process's devices are compiled for.
+
+    Returns:
+        A :class:`ChainPlan` with one compiled block per local device, in chain order.
+    """
     num_chains = static["num_chains"]
     block = padded_chains(num_chains, len(devices)) // len(devices)
     fn = jax.jit(block_program(run, {**static, "num_chains": block}))
@@ -120,7 +162,15 @@ def compile_plan(
 def run_plan(plan: ChainPlan, key: jax.Array, posterior: Any) -> Any:
     """Run every block (asynchronously, all devices at once) and join them in chain order.
 
-    Returns the kernel's output pytree with numpy leaves, sliced to ``num_chains`` chains.
+    Args:
+        plan: the compiled blocks, from :func:`compile_plan`.
+        key: the PRNG key; every block gets the same key (chain c derives its randomness from
+            ``fold_in(key, c)`` with the global index c).
+        posterior: the posterior pytree, copied to each block's device.
+
+    Returns:
+        The kernel's output pytree with numpy leaves, sliced to ``num_chains`` chains (0-d leaves
+        are taken from the first block).
     """
     outs = [b.compiled(*jax.device_put((key, posterior, jnp.int32(b.first_chain)), b.device)) for b in plan.blocks]
     if len(outs) == 1 and not plan.multiprocess:

@@ -40,7 +40,14 @@ class AdamSGLDState(NamedTuple):
 
 
 def init(position: jax.Array) -> AdamSGLDState:
-    """The state at ``position`` with m = 0, v = 1, t = 0."""
+    """The state at ``position`` with m = 0, v = 1, t = 0.
+
+    Args:
+        position: the initial w.
+
+    Returns:
+        An :class:`AdamSGLDState`.
+    """
     return AdamSGLDState(position, jnp.zeros_like(position), jnp.ones_like(position), jnp.zeros((), position.dtype))
 
 
@@ -85,7 +92,30 @@ def run_adam_sgld(
     progress: bool = False,
     save_positions: bool = False,
 ) -> KernelOutput:
-    """Adam-SGLD chains: P = 1/(√v + eps), drift −m̂ − γ(w − w*)."""
+    """Adam-SGLD chains: P = 1/(√v + eps), drift −m̂ − γ(w − w*).
+
+    Args:
+        key: the run's PRNG key; chain c's randomness derives from fold_in(key, c).
+        posterior: the localized posterior; every chain starts at w*.
+        first_chain: global index of this program's first chain (an int or a traced integer).
+        num_chains: chains run by this program (vmapped).
+        num_draws: kept steps per chain.
+        num_warmup: warmup steps per chain (v adapts), run and dropped.
+        batch_size: minibatch size, or None for the full batch.
+        step_size: ε, the Langevin step (noise covariance ε P per step, as SGLD's ε); BlackJAX's
+            h = ε/2.
+        beta1: m's decay rate, in (0, 1).
+        beta2: v's decay rate, in (0, 1).
+        eps: added to √v in P = 1/(√v + eps).
+        freeze: True adapts v during warmup only, then holds v (and so P) fixed; False keeps
+            adapting. m is updated at every step either way.
+        progress: print step progress to stderr.
+        save_positions: also return the sampled positions.
+
+    Returns:
+        A :class:`KernelOutput` with a :class:`~lambda_hat.kernels.langevin.PreconditionerInfo`;
+        every chain is valid and ``grad_evals`` = num_warmup + num_draws.
+    """
     dtype = posterior.dtype
     kernel = build_kernel(beta1=jnp.asarray(beta1, dtype), beta2=jnp.asarray(beta2, dtype), eps=jnp.asarray(eps, dtype))
     return run_preconditioned(
@@ -108,7 +138,15 @@ def run_adam_sgld(
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Check Adam-SGLD's options."""
+    """Check Adam-SGLD's options.
+
+    Args:
+        options: the merged options (``step_size``, ``beta1``, ``beta2``, ``eps``, ``freeze``);
+            updated in place.
+
+    Returns:
+        ``options`` with each value checked and normalised (ValueError naming a bad option).
+    """
     options["step_size"] = positive_float("step_size", options["step_size"])
     options["beta1"] = probability("beta1", options["beta1"])
     options["beta2"] = probability("beta2", options["beta2"])

@@ -98,12 +98,26 @@ def _integration_steps_fn():
 
 def tuning_steps(num_warmup: int) -> int:
     """MH steps that the adjusted tuner runs for ``num_warmup`` (3·⌈W/3⌉: two passes of
-    ``int(0.1·num_steps)`` steps before M⁻¹ is estimated, one after)."""
+    ``int(0.1·num_steps)`` steps before M⁻¹ is estimated, one after).
+
+    Args:
+        num_warmup: W, the tuning budget in MH steps.
+
+    Returns:
+        The number of MH steps of the tuning run.
+    """
     return 3 * int(tuner_num_steps(num_warmup) * _FRAC)
 
 
 def tuner_num_steps(num_warmup: int) -> int:
-    """The ``num_steps`` given to ``adjusted_mclmc_find_L_and_step_size`` (10·⌈W/3⌉)."""
+    """The ``num_steps`` given to ``adjusted_mclmc_find_L_and_step_size`` (10·⌈W/3⌉).
+
+    Args:
+        num_warmup: W, the tuning budget in MH steps.
+
+    Returns:
+        10·⌈W/3⌉.
+    """
     return 10 * -(-num_warmup // 3)
 
 
@@ -123,7 +137,32 @@ def run_adjusted_mclmc(
     diagonal_preconditioning: bool,
     save_positions: bool = False,
 ) -> KernelOutput:
-    """Tune (or burn in), then sample; all chains vmapped in one program."""
+    """Tune (or burn in), then sample; all chains vmapped in one program.
+
+    Args:
+        key: the run's PRNG key; chain c's randomness derives from fold_in(key, c).
+        posterior: the localized posterior (full batch); every chain starts at w*.
+        first_chain: global index of this program's first chain (an int or a traced integer).
+        num_chains: chains run by this program (vmapped).
+        num_draws: kept draws per chain.
+        num_warmup: W, the tuning budget in MH steps (>= 10 when tuning) or, with ``L`` and
+            ``step_size`` given, burn-in MH steps; dropped.
+        batch_size: ignored (full batch only; the spec rejects a batch size).
+        L: the mean trajectory length (BlackJAX's ``L``, in the units set by M⁻¹; a proposal
+            integrates on average L/ε steps, at most ``MAX_INTEGRATION_STEPS``); None tunes it
+            (give both ``L`` and ``step_size`` or neither).
+        step_size: the integrator step ε (BlackJAX's ``step_size``, same units); None tunes it.
+        inverse_mass_matrix: the diagonal M⁻¹ (a scalar or a length-d tuple), as checked by
+            :func:`~lambda_hat.kernels.mass_matrix.check_inverse_mass_matrix`; used only with ``L``
+            and ``step_size`` given (None = the identity).
+        target_acceptance_rate: the acceptance rate the tuner's dual averaging of ε aims at.
+        diagonal_preconditioning: let the tuner estimate a diagonal M⁻¹.
+        save_positions: also return the sampled positions.
+
+    Returns:
+        A :class:`KernelOutput` with an :class:`AdjustedMCLMCInfo`; ``valid`` is False for a chain
+        with a non-finite loss, non-finite or non-positive tuned parameters, or no move.
+    """
     del batch_size  # full batch only (KernelSpec.minibatch=False)
     dtype = posterior.dtype
     tune = L is None

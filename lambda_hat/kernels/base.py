@@ -62,19 +62,42 @@ class KernelOutput(NamedTuple):
 
 
 def info_dict(info: Any) -> dict[str, np.ndarray]:
-    """A kernel's typed ``info`` as {field: numpy array}, leaving out fields that are None."""
+    """A kernel's typed ``info`` as {field: numpy array}, leaving out fields that are None.
+
+    Args:
+        info: the kernel's Info NamedTuple (``KernelOutput.info``), or None.
+
+    Returns:
+        {field name: NumPy array} for the non-None fields ({} when ``info`` is None).
+    """
     if info is None:
         return {}
     return {k: np.asarray(v) for k, v in info._asdict().items() if v is not None}
 
 
 def no_messages(info: dict[str, np.ndarray], valid: np.ndarray) -> list[str]:
-    """The default ``KernelSpec.messages``: nothing to add."""
+    """The default ``KernelSpec.messages``: nothing to add.
+
+    Args:
+        info: the kernel's per-chain ``info`` as {field: NumPy array} (unused).
+        valid: (chains,) bool validity of the chains (unused).
+
+    Returns:
+        An empty list.
+    """
     return []
 
 
 def no_explanation(info: dict[str, np.ndarray], chain: int) -> str | None:
-    """The default ``KernelSpec.explain_invalid``: no kernel-specific reason."""
+    """The default ``KernelSpec.explain_invalid``: no kernel-specific reason.
+
+    Args:
+        info: the kernel's per-chain ``info`` as {field: NumPy array} (unused).
+        chain: index of the invalid chain (unused).
+
+    Returns:
+        None.
+    """
     return None
 
 

@@ -3,16 +3,29 @@ stochastic-gradient kernels (SGLD, RMSProp-SGLD, Adam-SGLD)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
+from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import tick
 
 
 def chain_keys(key: jax.Array, num_chains: int, first_chain: jax.Array | int = 0) -> jax.Array:
     """Per-chain keys of a program that runs chains first_chain, …, first_chain + num_chains − 1:
     chain c gets fold_in(key, c), independent of num_chains and of how the chains are split over
-    devices (c is the global chain index; ``first_chain`` may be traced)."""
+    devices (c is the global chain index; ``first_chain`` may be traced).
+
+    Args:
+        key: the run's PRNG key.
+        num_chains: chains this program runs.
+        first_chain: global index of its first chain (an int or a traced integer).
+
+    Returns:
+        (num_chains,) keys, row i = fold_in(key, first_chain + i).
+    """
     return jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(num_chains) + first_chain)
 
 
@@ -20,20 +33,20 @@ KEY_CHUNK = 256  # steps whose keys are drawn in one vectorized split
 
 
 def run_chains(
-    key,
-    posterior,
-    init_state,
-    chain_step,
+    key: jax.Array,
+    posterior: LocalPosterior,
+    init_state: Any,
+    chain_step: Callable[[Any, jax.Array, Any | None, bool], tuple[Any, tuple[jax.Array, Any]]],
     *,
-    first_chain,
-    num_draws,
-    num_warmup,
-    batch_size,
-    label,
-    progress,
-    save_positions=False,
-    position_of=lambda state: state,
-):
+    first_chain: jax.Array | int,
+    num_draws: int,
+    num_warmup: int,
+    batch_size: int | None,
+    label: str,
+    progress: bool,
+    save_positions: bool = False,
+    position_of: Callable[[Any], jax.Array] = lambda state: state,
+) -> tuple[Any, jax.Array, Any, jax.Array | None]:
     """The shared loop of the stochastic-gradient kernels: all chains vmapped in one lax.scan.
 
     ``chain_step(state, noise_key, batch, keep) -> (state, (excess, aux))`` is one chain's step;
@@ -42,9 +55,26 @@ def run_chains(
     Randomness: chain c's phase p (0 = warmup, 1 = draws) has key k = fold_in(fold_in(key, c), p);
     its steps come in chunks of KEY_CHUNK, and chunk j's (minibatch, noise) keys are
     split(fold_in(k, j), (KEY_CHUNK, 2)) — one vectorized hash per chunk instead of two per step.
-    Returns (final states, excess (chains, draws), aux (draws, chains, ...), positions) for the
-    kept draws; positions (chains, draws, d) are ``position_of(state)`` before each kept step (the
-    points whose losses are ``excess``) when ``save_positions``, else None.
+
+    Args:
+        key: the run's PRNG key.
+        posterior: the localized posterior (its ``sample_batch`` draws the minibatches).
+        init_state: the chains' initial states, a pytree whose leaves have a leading chain axis.
+        chain_step: one chain's step, as above; ``excess`` is the step's L_B(w) − L_n(w*) and
+            ``aux`` any pytree (or None) to collect per kept draw.
+        first_chain: global index of the first chain in ``init_state`` (an int or a traced integer).
+        num_draws: kept steps per chain.
+        num_warmup: warmup steps per chain, run with ``keep=False`` and dropped.
+        batch_size: minibatch size, or None for the full batch.
+        label: the kernel's name in progress messages.
+        progress: print step progress (a Python bool; only the program running chain 0 prints).
+        save_positions: also collect ``position_of(state)`` at each kept draw.
+        position_of: the flat position (d,) of one chain's state (the identity for a bare position).
+
+    Returns:
+        (final states, excess (chains, draws), aux (draws, chains, ...), positions) for the kept
+        draws; positions (chains, draws, d) are ``position_of(state)`` before each kept step (the
+        points whose losses are ``excess``) when ``save_positions``, else None.
     """
     num_chains = jax.tree.leaves(init_state)[0].shape[0]
     keys = chain_keys(key, num_chains, first_chain)

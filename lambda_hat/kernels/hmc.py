@@ -263,7 +263,33 @@ def run_hmc(
     target_acceptance_rate: float,
     save_positions: bool = False,
 ) -> KernelOutput:
-    """HMC (jittered trajectory length) after window adaptation; all chains vmapped."""
+    """HMC (jittered trajectory length) after window adaptation; all chains vmapped.
+
+    Args:
+        key: the run's PRNG key; chain c's randomness derives from fold_in(key, c).
+        posterior: the localized posterior (full batch); every chain starts at w*.
+        first_chain: global index of this program's first chain (an int or a traced integer).
+        num_chains: chains run by this program (vmapped).
+        num_draws: kept draws per chain.
+        num_warmup: warmup steps per chain (adaptation, or burn-in with ``step_size`` given),
+            dropped; must be >= 1 when ε is adapted.
+        batch_size: ignored (full batch only; the spec rejects a batch size).
+        num_integration_steps: L, the mean number of leapfrog steps per iteration.
+        jitter: each iteration draws its number of leapfrog steps uniformly from
+            [round((1 − jitter)·L), round((1 + jitter)·L)] (at least 1); 0 gives plain HMC.
+        step_size: the leapfrog step ε (BlackJAX's ``step_size``, in the units set by M⁻¹); None
+            adapts it during warmup by dual averaging.
+        inverse_mass_matrix: the diagonal M⁻¹ (a scalar or a length-d tuple), as checked by
+            :func:`~lambda_hat.kernels.mass_matrix.check_inverse_mass_matrix`; None = the identity
+            with ``step_size`` given, else adapted by the window adaptation. Given without
+            ``step_size``, it is kept fixed and only ε is adapted.
+        target_acceptance_rate: the acceptance rate the dual averaging of ε aims at.
+        save_positions: also return the sampled positions.
+
+    Returns:
+        A :class:`KernelOutput` with an :class:`HMCInfo`; ``valid`` is False for a chain with a
+        non-finite loss, a non-finite or non-positive ε or M⁻¹, or no accepted move.
+    """
     del batch_size  # full batch only (KernelSpec.minibatch=False)
     lo, hi = _jitter_bounds(num_integration_steps, jitter)
     return _run_hmc_family(
@@ -301,6 +327,29 @@ def run_nuts(
 
     Vectorized NUTS waits for its slowest chain at every iteration; cap ``max_num_doublings``
     on stiff targets (a trajectory has at most 2**max_num_doublings − 1 leapfrog steps).
+
+    Args:
+        key: the run's PRNG key; chain c's randomness derives from fold_in(key, c).
+        posterior: the localized posterior (full batch); every chain starts at w*.
+        first_chain: global index of this program's first chain (an int or a traced integer).
+        num_chains: chains run by this program (vmapped).
+        num_draws: kept draws per chain.
+        num_warmup: warmup steps per chain (adaptation, or burn-in with ``step_size`` given),
+            dropped; must be >= 1 when ε is adapted.
+        batch_size: ignored (full batch only; the spec rejects a batch size).
+        max_num_doublings: the maximum tree depth of a trajectory.
+        step_size: the leapfrog step ε (BlackJAX's ``step_size``, in the units set by M⁻¹); None
+            adapts it during warmup by dual averaging.
+        inverse_mass_matrix: the diagonal M⁻¹ (a scalar or a length-d tuple), as checked by
+            :func:`~lambda_hat.kernels.mass_matrix.check_inverse_mass_matrix`; None = the identity
+            with ``step_size`` given, else adapted by the window adaptation. Given without
+            ``step_size``, it is kept fixed and only ε is adapted.
+        target_acceptance_rate: the acceptance rate the dual averaging of ε aims at.
+        save_positions: also return the sampled positions.
+
+    Returns:
+        A :class:`KernelOutput` with an :class:`HMCInfo`; ``valid`` is False for a chain with a
+        non-finite loss, a non-finite or non-positive ε or M⁻¹, or no accepted move.
     """
     del batch_size
     return _run_hmc_family(

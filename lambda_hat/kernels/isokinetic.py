@@ -28,11 +28,25 @@ class PaddedTarget(NamedTuple):
     w0: jax.Array
 
     def unpad(self, x: jax.Array) -> jax.Array:
-        """The posterior's coordinates of a sampler position (drops z when padded)."""
+        """The posterior's coordinates of a sampler position (drops z when padded).
+
+        Args:
+            x: a sampler position (or gradient), of length ``dim``.
+
+        Returns:
+            Its first d entries (``x`` itself when not padded).
+        """
         return x[:-1] if self.pad else x
 
     def pad_vector(self, x: jax.Array) -> jax.Array:
-        """A length-d vector of the posterior (e.g. M⁻¹'s diagonal) extended with 1 for z when padded."""
+        """A length-d vector of the posterior (e.g. M⁻¹'s diagonal) extended with 1 for z when padded.
+
+        Args:
+            x: a (d,) vector in the posterior's coordinates.
+
+        Returns:
+            A (``dim``,) vector (``x`` itself when not padded).
+        """
         return jnp.concatenate([x, jnp.ones((1,), x.dtype)]) if self.pad else x
 
 
@@ -61,7 +75,15 @@ def pad_to_two_dimensions(posterior: LocalPosterior) -> PaddedTarget:
 
 def check_tuning_options(options: dict[str, Any]) -> dict[str, Any]:
     """Check the options both samplers share: ``L`` and ``step_size`` (both given, to skip
-    tuning, or neither) and ``inverse_mass_matrix`` (only with both given)."""
+    tuning, or neither) and ``inverse_mass_matrix`` (only with both given).
+
+    Args:
+        options: the merged options; ``L``, ``step_size`` and ``inverse_mass_matrix`` are
+            checked and updated in place.
+
+    Returns:
+        ``options`` with those three normalised (ValueError naming a bad option).
+    """
     options["L"] = optional_positive_float("L", options["L"])
     options["step_size"] = optional_positive_float("step_size", options["step_size"])
     if (options["L"] is None) != (options["step_size"] is None):

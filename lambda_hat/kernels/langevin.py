@@ -54,17 +54,44 @@ def langevin_step(
 
 
 def second_moment(v: jax.Array, loss_grad: jax.Array, decay: jax.Array, adapt: bool) -> jax.Array:
-    """RMSProp's statistic v ← decay·v + (1 − decay)·g² (kept as is when ``adapt`` is False)."""
+    """RMSProp's statistic v ← decay·v + (1 − decay)·g² (kept as is when ``adapt`` is False).
+
+    Args:
+        v: the current statistic (same shape as w).
+        loss_grad: g = nβ∇L_B(w), the tempered minibatch loss gradient.
+        decay: v's decay rate (RMSProp's ρ).
+        adapt: update v (a Python bool); False returns ``v`` unchanged.
+
+    Returns:
+        The new v.
+    """
     return decay * v + (1 - decay) * loss_grad**2 if adapt else v
 
 
 def preconditioner(v: jax.Array, eps: jax.Array) -> jax.Array:
-    """P = 1/(√v + eps)."""
+    """P = 1/(√v + eps).
+
+    Args:
+        v: the second-moment statistic.
+        eps: added to √v.
+
+    Returns:
+        The diagonal preconditioner P (same shape as ``v``).
+    """
     return 1 / (jnp.sqrt(v) + eps)
 
 
 def tempered_loss_and_grad(posterior: LocalPosterior, w: jax.Array, batch: Any) -> tuple[jax.Array, jax.Array]:
-    """(L_B(w) − L_n(w*), nβ∇L_B(w)) with one forward/backward pass (full batch when None)."""
+    """(L_B(w) − L_n(w*), nβ∇L_B(w)) with one forward/backward pass (full batch when None).
+
+    Args:
+        posterior: the localized posterior.
+        w: (d,) flat position.
+        batch: a minibatch (a pytree like the data), or None for the full batch.
+
+    Returns:
+        (L_B(w) − L_n(w*), nβ∇L_B(w)): a scalar and a (d,) gradient (the localizer left out).
+    """
 
     def tempered(x):
         excess = posterior.excess_loss(x, batch)
@@ -96,6 +123,27 @@ def run_preconditioned(
 
     ``kernel(rng_key, state, loss_grad, localizer_grad, step_size, adapt)`` is one step on a
     state with ``position`` and ``second_moment`` fields; ``init_fn(position)`` its initial state.
+
+    Args:
+        key: the run's PRNG key; chain c's randomness derives from fold_in(key, c).
+        posterior: the localized posterior; every chain starts at w*.
+        kernel: one step, as above (loss_grad = nβ∇L_B(w), localizer_grad = −γ(w − w*)).
+        init_fn: the initial state at a position.
+        label: the kernel's name in progress messages.
+        first_chain: global index of this program's first chain (an int or a traced integer).
+        num_chains: chains run by this program (vmapped).
+        num_draws: kept steps per chain.
+        num_warmup: warmup steps per chain (the statistic v adapts), run and dropped.
+        batch_size: minibatch size, or None for the full batch.
+        step_size: ε, the Langevin step (noise covariance ε P per step); BlackJAX's h = ε/2.
+        eps: the preconditioner's eps, used here to report the final P's range.
+        freeze: hold v (and so P) fixed during the kept draws (False keeps adapting it).
+        progress: print step progress to stderr.
+        save_positions: also return the sampled positions.
+
+    Returns:
+        A :class:`KernelOutput` with a :class:`PreconditionerInfo`; every chain is valid and
+        ``grad_evals`` = num_warmup + num_draws.
     """
     step = jnp.asarray(step_size, posterior.dtype)
 

@@ -78,6 +78,13 @@ def tuning_steps(num_warmup: int, diagonal_preconditioning: bool) -> int:
 
     Mirrors BlackJAX 1.7.1's schedule exactly (its own returned count misses part of the
     ε re-tuning after the preconditioner is estimated).
+
+    Args:
+        num_warmup: W, the tuning budget.
+        diagonal_preconditioning: whether the tuner estimates a diagonal M⁻¹ (and re-tunes ε).
+
+    Returns:
+        The number of MCLMC steps of the tuning run.
     """
     num_steps = 3 * num_warmup
     n1, n2 = round(num_steps * _FRAC), round(num_steps * _FRAC)
@@ -106,7 +113,31 @@ def run_mclmc(
     diagonal_preconditioning: bool,
     save_positions: bool = False,
 ) -> KernelOutput:
-    """Tune (or burn in), then sample; all chains vmapped in one program."""
+    """Tune (or burn in), then sample; all chains vmapped in one program.
+
+    Args:
+        key: the run's PRNG key; chain c's randomness derives from fold_in(key, c).
+        posterior: the localized posterior (full batch); every chain starts at w*.
+        first_chain: global index of this program's first chain (an int or a traced integer).
+        num_chains: chains run by this program (vmapped).
+        num_draws: kept draws per chain.
+        num_warmup: W, the tuning budget (the tuner runs ≈ W steps; >= 10 when tuning) or, with
+            ``L`` and ``step_size`` given, burn-in steps; dropped.
+        batch_size: ignored (full batch only; the spec rejects a batch size).
+        L: the momentum decoherence length (BlackJAX's ``L``, in the units set by M⁻¹); None
+            tunes it (give both ``L`` and ``step_size`` or neither).
+        step_size: the integrator step ε (BlackJAX's ``step_size``, same units); None tunes it.
+        inverse_mass_matrix: the diagonal M⁻¹ (a scalar or a length-d tuple), as checked by
+            :func:`~lambda_hat.kernels.mass_matrix.check_inverse_mass_matrix`; used only with ``L``
+            and ``step_size`` given (None = the identity).
+        desired_energy_var: the tuner's target Var[ΔE]/d per step.
+        diagonal_preconditioning: let the tuner estimate a diagonal M⁻¹.
+        save_positions: also return the sampled positions.
+
+    Returns:
+        A :class:`KernelOutput` with an :class:`MCLMCInfo`; ``valid`` is False for a chain with a
+        non-finite loss, a NaN step, non-finite or non-positive tuned parameters, or no move.
+    """
     del batch_size  # full batch only (KernelSpec.minibatch=False)
     dtype = posterior.dtype
     d = posterior.dim

@@ -41,7 +41,14 @@ class RMSPropSGLDState(NamedTuple):
 
 
 def init(position: jax.Array) -> RMSPropSGLDState:
-    """The state at ``position`` with v = 1."""
+    """The state at ``position`` with v = 1.
+
+    Args:
+        position: the initial w.
+
+    Returns:
+        An :class:`RMSPropSGLDState`.
+    """
     return RMSPropSGLDState(position, jnp.ones_like(position))
 
 
@@ -83,7 +90,29 @@ def run_rmsprop_sgld(
     progress: bool = False,
     save_positions: bool = False,
 ) -> KernelOutput:
-    """RMSProp-SGLD chains: P = 1/(√v + eps), drift −nβ∇L_B − γ(w − w*)."""
+    """RMSProp-SGLD chains: P = 1/(√v + eps), drift −nβ∇L_B − γ(w − w*).
+
+    Args:
+        key: the run's PRNG key; chain c's randomness derives from fold_in(key, c).
+        posterior: the localized posterior; every chain starts at w*.
+        first_chain: global index of this program's first chain (an int or a traced integer).
+        num_chains: chains run by this program (vmapped).
+        num_draws: kept steps per chain.
+        num_warmup: warmup steps per chain (v adapts), run and dropped.
+        batch_size: minibatch size, or None for the full batch.
+        step_size: ε, the Langevin step (noise covariance ε P per step, as SGLD's ε); BlackJAX's
+            h = ε/2.
+        decay: v's decay rate (RMSProp's ρ), in (0, 1).
+        eps: added to √v in P = 1/(√v + eps).
+        freeze: True adapts v during warmup only, then holds v (and so P) fixed; False keeps
+            adapting (biases λ̂).
+        progress: print step progress to stderr.
+        save_positions: also return the sampled positions.
+
+    Returns:
+        A :class:`KernelOutput` with a :class:`~lambda_hat.kernels.langevin.PreconditionerInfo`;
+        every chain is valid and ``grad_evals`` = num_warmup + num_draws.
+    """
     dtype = posterior.dtype
     kernel = build_kernel(decay=jnp.asarray(decay, dtype), eps=jnp.asarray(eps, dtype))
     return run_preconditioned(
@@ -106,7 +135,14 @@ def run_rmsprop_sgld(
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Check RMSProp-SGLD's options (shared with Adam-SGLD's)."""
+    """Check RMSProp-SGLD's options (shared with Adam-SGLD's).
+
+    Args:
+        options: the merged options (``step_size``, ``decay``, ``eps``, ``freeze``); updated in place.
+
+    Returns:
+        ``options`` with each value checked and normalised (ValueError naming a bad option).
+    """
     options["step_size"] = positive_float("step_size", options["step_size"])
     options["decay"] = probability("decay", options["decay"])
     options["eps"] = positive_float("eps", options["eps"])

@@ -41,8 +41,22 @@ class SGLDInfo(NamedTuple):
     mala_acceptance: jax.Array | None = None
 
 
-def excess_loss_and_grad(posterior: LocalPosterior, w: jax.Array, batch: Any | None):
-    """((log p̂(w), L_B(w) − L_n(w*)), ∇log p̂(w)) with one forward/backward pass."""
+def excess_loss_and_grad(
+    posterior: LocalPosterior, w: jax.Array, batch: Any | None
+) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+    """((log p̂(w), L_B(w) − L_n(w*)), ∇log p̂(w)) with one forward/backward pass.
+
+    Here log p̂(w) = −nβ (L_B(w) − L_n(w*)) − (γ/2)‖w − w*‖², the minibatch estimate of the
+    localized log-density.
+
+    Args:
+        posterior: the localized posterior.
+        w: (d,) flat position.
+        batch: a minibatch (a pytree like the data), or None for the full batch (L_B = L_n).
+
+    Returns:
+        ((log p̂(w), L_B(w) − L_n(w*)), ∇log p̂(w)): two scalars and a (d,) gradient.
+    """
 
     def neg_potential(x):
         excess = posterior.excess_loss(x, batch)
@@ -52,8 +66,32 @@ def excess_loss_and_grad(posterior: LocalPosterior, w: jax.Array, batch: Any | N
     return (logp, excess), grad
 
 
-def mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h):
-    """MH acceptance probability of the move w → w_new as a MALA proposal with step h."""
+def mala_acceptance_probability(
+    posterior: LocalPosterior,
+    w: jax.Array,
+    w_new: jax.Array,
+    logp: jax.Array,
+    grad: jax.Array,
+    batch: Any | None,
+    h: float | jax.Array,
+) -> jax.Array:
+    """MH acceptance probability of the move w → w_new as a MALA proposal with step h.
+
+    min(1, p̂(w_new) q(w|w_new) / (p̂(w) q(w_new|w))) with q(b|a) = N(b; a + h∇log p̂(a), 2h),
+    evaluated on ``batch``; costs one more gradient evaluation (at w_new).
+
+    Args:
+        posterior: the localized posterior.
+        w: (d,) current position.
+        w_new: (d,) proposed position.
+        logp: log p̂(w) on ``batch`` (from :func:`excess_loss_and_grad`).
+        grad: ∇log p̂(w) on ``batch``.
+        batch: the minibatch of the move, or None for the full batch.
+        h: BlackJAX's step size, h = ε/2 for the SGLD step size ε.
+
+    Returns:
+        The acceptance probability, a scalar in [0, 1].
+    """
     (logp_new, _), grad_new = excess_loss_and_grad(posterior, w_new, batch)
     fwd = jnp.sum((w_new - w - h * grad) ** 2)
     bwd = jnp.sum((w - w_new - h * grad_new) ** 2)
@@ -75,7 +113,26 @@ def run_sgld(
     progress: bool = False,
     save_positions: bool = False,
 ) -> KernelOutput:
-    """All chains vmapped in one lax.scan; warmup steps are run and dropped."""
+    """All chains vmapped in one lax.scan; warmup steps are run and dropped.
+
+    Args:
+        key: the run's PRNG key; chain c's randomness derives from fold_in(key, c).
+        posterior: the localized posterior; every chain starts at w*.
+        first_chain: global index of this program's first chain (an int or a traced integer).
+        num_chains: chains run by this program (vmapped).
+        num_draws: kept steps per chain.
+        num_warmup: burn-in steps per chain, run and dropped.
+        batch_size: minibatch size, or None for the full batch.
+        step_size: ε, the Langevin step (noise variance ε per step); BlackJAX's step size is ε/2.
+        mala_acceptance: also record each kept move's MALA acceptance probability (one more
+            gradient evaluation per kept draw).
+        progress: print step progress to stderr.
+        save_positions: also return the sampled positions.
+
+    Returns:
+        A :class:`KernelOutput`; ``info`` is an :class:`SGLDInfo`, every chain is valid, and
+        ``grad_evals`` = num_warmup + num_draws (+ num_draws with ``mala_acceptance``).
+    """
     h = 0.5 * step_size  # BlackJAX's step size
     kernel = blackjax.sgld.build_kernel()
 

@@ -42,7 +42,19 @@ class Target:
         return int(sum(x.size for x in jax.tree.leaves(self.params)))
 
     def expected_llc(self, nbeta: float, gamma: float) -> float:
-        """The exact E[λ̂] at this nβ and γ when known, otherwise the asymptotic λ."""
+        """The exact E[λ̂] at this nβ and γ when known, otherwise the asymptotic λ.
+
+        Args:
+            nbeta: nβ, the effective sample size times the inverse temperature (> 0).
+            gamma: the localization strength γ (>= 0; some oracles need γ > 0).
+
+        Returns:
+            ``expected_llc_fn(nβ, γ)`` when the target has one, otherwise ``float(lam)``
+            (which does not depend on nβ or γ).
+
+        Raises:
+            ValueError: when neither ``expected_llc_fn`` nor ``lam`` is known.
+        """
         if self.expected_llc_fn is not None:
             return float(self.expected_llc_fn(float(nbeta), float(gamma)))
         if self.lam is None:

@@ -77,25 +77,47 @@ DLN_BUCKETS: dict[int, dict] = {
 _MAX_DENSE_HESSIAN_DIM = 1000  # info["hessian_eigenvalues"] (float64, at w*) up to this d
 
 
-def dln_product(layers):
-    """The end-to-end matrix W_1 W_2 ⋯ W_L (H_1 × H_{L+1})."""
+def dln_product(layers: Sequence[jax.Array | np.ndarray]) -> jax.Array | np.ndarray:
+    """The end-to-end matrix W_1 W_2 ⋯ W_L (H_1 × H_{L+1}).
+
+    Args:
+        layers: [W_1, …, W_L], W_s of shape (H_s, H_{s+1}) (numpy or JAX arrays).
+
+    Returns:
+        The product W_1 ⋯ W_L, of shape (H_1, H_{L+1}) (a numpy array for numpy layers).
+    """
     out = layers[0]
     for w in layers[1:]:
         out = out @ w
     return out
 
 
-def dln_forward(layers, x):
+def dln_forward(layers: Sequence[jax.Array | np.ndarray], x: jax.Array | np.ndarray) -> jax.Array | np.ndarray:
     """f(x) = x (W_1 ⋯ W_L) for x of shape (..., H_1).
 
     The product matrix is formed first: Σ_s H_1 H_s H_{s+1} flops independent of the batch, and
     far faster on CPU than a chain of small batched matmuls when chains are vmapped.
+
+    Args:
+        layers: [W_1, …, W_L], W_s of shape (H_s, H_{s+1}).
+        x: inputs of shape (..., H_1).
+
+    Returns:
+        The outputs, of shape (..., H_{L+1}).
     """
     return x @ dln_product(layers)
 
 
-def dln_loss(layers, batch):
-    """MSE: mean over the batch and the output dimensions of (f(x) − y)² (Gaussian NLL, σ² = 1/2)."""
+def dln_loss(layers: Sequence[jax.Array], batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """MSE: mean over the batch and the output dimensions of (f(x) − y)² (Gaussian NLL, σ² = 1/2).
+
+    Args:
+        layers: [W_1, …, W_L], W_s of shape (H_s, H_{s+1}).
+        batch: (x, y) of shapes (b, H_1) and (b, H_{L+1}).
+
+    Returns:
+        The scalar mean squared error.
+    """
     x, y = batch
     return jnp.mean((dln_forward(layers, x) - y) ** 2)
 
@@ -147,6 +169,12 @@ def product_jacobian_rank(layers: Sequence[np.ndarray]) -> int:
         rank D = Σ_s (u_s − u_{s+1}) · v_s,   u_s = rank A_s, v_s = rank B_s, u_{L+1} = 0.
 
     Only L matrix ranks of partial products are needed: no d × (H_1·H_{L+1}) Jacobian.
+
+    Args:
+        layers: [W_1, …, W_L], W_s of shape (H_s, H_{s+1}) (cast to float64).
+
+    Returns:
+        rank D at the layers (``np.linalg.matrix_rank`` of each partial product).
     """
     prefix, suffix = _partial_products([np.asarray(w, np.float64) for w in layers])
     return _flag_rank([int(np.linalg.matrix_rank(a)) for a in prefix], [int(np.linalg.matrix_rank(b)) for b in suffix])
@@ -176,6 +204,13 @@ def generic_product_jacobian_rank(widths: Sequence[int]) -> int:
     the formula of :func:`product_jacobian_rank`. Where the rank at w* equals this maximum it is
     constant near w* (rank is lower semicontinuous), so the product map is a submersion onto a
     manifold there and the local learning coefficient is rank/2.
+
+    Args:
+        widths: (H_1, …, H_{L+1}), input and output included (>= 2 positive integers).
+
+    Returns:
+        The generic rank Σ_s (u_s − u_{s+1}) · v_s with u_s = min(H_1, …, H_s) and
+        v_s = min(H_{s+1}, …, H_{L+1}).
     """
     hs = _check_widths(widths)
     return _flag_rank([min(hs[: s + 1]) for s in range(len(hs) - 1)], [min(hs[s + 1 :]) for s in range(len(hs) - 1)])
@@ -189,6 +224,13 @@ def dln_local_lam(layers: Sequence[np.ndarray]) -> Fraction | None:
     non-degenerate quadratic in the rank D(w*) directions normal to it: λ_local = rank D(w*)/2,
     m = 1. Otherwise w* is a singular point of the product map and None is returned (no general
     formula is known; λ_local is then at least Aoyagi's global λ).
+
+    Args:
+        layers: the teacher's [W_1, …, W_L], W_s of shape (H_s, H_{s+1}) (float64 recommended:
+            ranks are computed with ``np.linalg.matrix_rank``).
+
+    Returns:
+        rank D(w*)/2 when the rank is generic, else None.
     """
     return _local_lam_and_ranks(layers)[0]
 
@@ -251,6 +293,17 @@ def dln_origin_expected_llc(
     which depends on W_2 only through its q = min(H, N) singular values, whose Lebesgue density is
     ∝ Π_{i<j}|s_i² − s_j²| Π_i s_i^{|H−N|}. The remaining q-dimensional integral (q <= 2) is done on
     a grid.
+
+    Args:
+        widths: (M, H, N) with min(H, N) <= 2.
+        sigma_x: (M, M) input second-moment matrix Σ_x = XᵀX/n.
+        nbeta: nβ.
+        gamma: the localization strength γ (> 0).
+        grid: midpoint-rule points per singular value on [0, 9/√γ] (None: 20 000 for q = 1,
+            800 for q = 2).
+
+    Returns:
+        E[λ̂] = E[nβ L_n(W)] under the localized posterior at w* = 0.
     """
     hs = _check_widths(widths)
     if len(hs) != 3:
@@ -383,6 +436,20 @@ def deep_linear_network(
     In float32 the cut layer is rank-``rank`` only up to rounding (its other singular values are
     ~1e-7 relative); ``info["product_singular_values"]`` shows this. The local geometry at the
     sampling scale is unaffected.
+
+    Args:
+        widths: (H_1, …, H_{L+1}), input and output included (>= 2 positive integers).
+        rank: rank of the teacher's product matrix, in [0, min(widths)] (None: min(widths)).
+        n: number of data points (>= 2).
+        seed: numpy seed for the teacher (data use a seed derived from it).
+        input_range: R > 0: inputs are x ~ U[−R, R]^{H_1}.
+        at_origin: put w* at W = 0 (needs ``rank=0``).
+
+    Returns:
+        A Target with params [W_1, …, W_L] (run dtype), data (x, y) of shapes (n, H_1) and
+        (n, H_{L+1}), loss :func:`dln_loss`, λ and m from Aoyagi, ``finite_n_bias`` and (at the
+        origin, two layers, min(H_2, H_3) <= 2) the exact ``expected_llc_fn``. info as in the module
+        description.
     """
     hs = _check_widths(widths)
     r = min(hs) if rank is None else rank
@@ -418,6 +485,13 @@ def sample_dln_architecture(bucket: int, seed: int = 0) -> tuple[list[int], list
     As in Furman & Lau (2024): the number of layers and each width uniform in the bucket's ranges
     (:data:`DLN_BUCKETS`), redrawn until d lands in the bucket; each layer's rank is cut with
     probability 1/2 to a uniform integer in [1, min(H_s, H_{s+1}) − 1].
+
+    Args:
+        bucket: a key of :data:`DLN_BUCKETS` (100, 1000, 10 000 or 100 000).
+        seed: numpy seed (combined with ``bucket``).
+
+    Returns:
+        (widths, layer_ranks): the L + 1 widths (input and output included) and the L layer ranks.
     """
     if bucket not in DLN_BUCKETS:
         raise ValueError(f"bucket: expected one of {sorted(DLN_BUCKETS)}, got {bucket!r}")
@@ -444,6 +518,14 @@ def random_dln_teacher(bucket: int, seed: int = 0) -> tuple[list[int], list[int]
 
     No data is drawn, so screening many seeds (e.g. for those whose :func:`dln_local_lam` is
     known) costs only the layers' partial products.
+
+    Args:
+        bucket: a key of :data:`DLN_BUCKETS`.
+        seed: numpy seed, as in :func:`random_deep_linear_network`.
+
+    Returns:
+        (widths, layer_ranks, layers): the architecture of :func:`sample_dln_architecture` and the
+        teacher's [W_1, …, W_L] in float64.
     """
     widths, layer_ranks = sample_dln_architecture(bucket, seed)
     return widths, layer_ranks, _teacher_layers(np.random.default_rng([seed, bucket, 1]), widths, layer_ranks)
@@ -462,6 +544,15 @@ def random_deep_linear_network(
     ranks; r = matrix_rank of the float64 product; λ, m from Aoyagi. ``n`` defaults to the bucket's
     (:data:`DLN_BUCKETS`; mind the memory: n × H_1 inputs and n × H_{L+1} outputs). ``info`` has
     d, widths, layer ranks, r, the suggested step size and, for small networks, the local λ when known.
+
+    Args:
+        bucket: a key of :data:`DLN_BUCKETS` (the target parameter count).
+        seed: numpy seed for the architecture and teacher (data use a seed derived from it).
+        n: number of data points (>= 2; None: the bucket's default).
+        input_range: R > 0: inputs are x ~ U[−R, R]^{H_1}.
+
+    Returns:
+        A Target as from :func:`deep_linear_network`, with ``info["bucket"]`` set.
     """
     widths, layer_ranks, layers = random_dln_teacher(bucket, seed)
     n = DLN_BUCKETS[bucket]["n"] if n is None else n

@@ -35,7 +35,15 @@ class TanhMLP(nn.Module):
     features: tuple[int, ...]
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Apply the network.
+
+        Args:
+            x: inputs of shape (..., H_1).
+
+        Returns:
+            The outputs, of shape (..., features[-1]).
+        """
         for i, f in enumerate(self.features):
             x = nn.Dense(f, name=f"dense_{i}")(x)
             if i < len(self.features) - 1:
@@ -77,10 +85,12 @@ def tiny_mlp(
         init: "random" (a fresh LeCun init) or "teacher" (start at the teacher: training then
             only fits the label noise and lands on the nearby, typically well-conditioned minimum).
 
-    params is the flax variables dict {"params": ...} of the trained student (run dtype).
-    info: grad_norm_at_wstar (‖∇L_n(w*)‖ in the run dtype; the student init's for scale in
-    grad_norm_at_init), hessian_eigenvalues (float64),
-    train_loss, teacher_params, noise, train_seconds.
+    Returns:
+        A Target with ``lam=None``: params is the flax variables dict {"params": ...} of the
+        trained student (run dtype), data (x, y) of shapes (n, H_1) and (n, H_{L+1}).
+        info: dim, grad_norm_at_wstar (‖∇L_n(w*)‖ in the run dtype; the student init's for scale in
+        grad_norm_at_init), hessian_eigenvalues (float64),
+        train_loss, teacher_params, noise, train_seconds.
     """
     hs = list(widths)
     if len(hs) < 2 or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in hs):

@@ -46,6 +46,13 @@ def log_multiplicity_bias(m: int, nbeta: float) -> float:
 
     From Z(nβ) ≈ C (nβ)^(−λ) (log nβ)^(m−1): nβ·E[K] = −d log Z/d log(nβ) ≈ λ − (m−1)/log(nβ).
     A heuristic (O(1/log² nβ) and localizer terms are left out); zero for m = 1.
+
+    Args:
+        m: the multiplicity (>= 1).
+        nbeta: nβ (> 1, so that log nβ > 0).
+
+    Returns:
+        −(m − 1)/log(nβ).
     """
     return -(m - 1) / math.log(nbeta)
 
@@ -120,6 +127,16 @@ def normal_crossing_expected_llc(
     E[λ̂] = Σ_g E[nβ c_g Π w_j^{2k_j}], each a 1-D quadrature (see ``_block_expected``).
     Needs γ > 0 (without the localizer the posterior of a block with ≥ 2 variables is improper).
     Float64 throughout.
+
+    Args:
+        blocks: the exponents (k_j)_{j∈g} of each block g.
+        coefficients: c_g, one per block (same order as ``blocks``).
+        nbeta: nβ.
+        gamma: the localization strength γ (> 0).
+        spacing: grid spacing of the quadrature in s = log Π|w_j|^{k_j}.
+
+    Returns:
+        E[nβ K(w)] = Σ_g E[nβ c_g Π_{j∈g} w_j^{2k_j}] under p(w) ∝ exp(−nβK(w) − γ/2‖w‖²).
     """
     if not gamma > 0:
         raise ValueError(f"gamma: the normal-crossing oracle needs gamma > 0, got {gamma}")
@@ -148,7 +165,7 @@ def _make_loss(blocks: list[list[int]]):
     return loss_fn
 
 
-def normal_crossing(exponents, *, n: int = 1000, seed: int = 0) -> Target:
+def normal_crossing(exponents: Sequence[int] | Sequence[Sequence[int]], *, n: int = 1000, seed: int = 0) -> Target:
     """Regression model whose excess loss is exactly the normal crossing Σ_g c_g Π_{j∈g} w_j^{2k_j}.
 
     Args:
@@ -158,11 +175,13 @@ def normal_crossing(exponents, *, n: int = 1000, seed: int = 0) -> Target:
         n: number of data points; x ~ N(0, 1)^{n × #blocks}, y = 0.
         seed: numpy seed for x.
 
-    Returns a Target with params w* = 0 (a flat vector, one entry per variable, in order), data
-    (x, y) in the run dtype, λ and m from ``theory``, and ``expected_llc_fn(nβ, γ)`` the exact
-    finite-n value by quadrature. info: ``coefficients`` c_g = ½ mean(x_g²) (float64, from the data
-    as cast), ``blocks``, ``finite_n_bias(nβ)`` = −(m−1)/log(nβ) (the asymptotic heuristic) and
-    ``grad_norm_at_wstar`` = 0 (exact: ∇L_n = mean x_g² P_g ∇P_g with P_g(0) = 0).
+    Returns:
+        A Target with params w* = 0 (a flat vector, one entry per variable, in order), data
+        (x, y) in the run dtype, λ and m from ``theory``, and ``expected_llc_fn(nβ, γ)`` the exact
+        finite-n value by quadrature. info: ``coefficients`` c_g = ½ mean(x_g²) (float64, from the
+        data as cast), ``blocks``, ``finite_n_bias(nβ)`` = −(m−1)/log(nβ) (the asymptotic
+        heuristic) and ``grad_norm_at_wstar`` = 0 (exact: ∇L_n = mean x_g² P_g ∇P_g with
+        P_g(0) = 0).
     """
     blocks = _as_blocks(exponents)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:

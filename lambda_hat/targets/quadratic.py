@@ -22,7 +22,17 @@ from lambda_hat.targets.base import Target
 
 
 def gaussian_expected_llc(hessian: np.ndarray, grad: np.ndarray, nbeta: float, gamma: float) -> float:
-    """Exact E[λ̂] for L − L* = gᵀv + ½vᵀHv under the localized posterior (float64)."""
+    """Exact E[λ̂] for L − L* = gᵀv + ½vᵀHv under the localized posterior (float64).
+
+    Args:
+        hessian: (d, d) symmetric H of L_n at w*.
+        grad: (d,) gradient g = ∇L_n(w*).
+        nbeta: nβ, the effective sample size times the inverse temperature.
+        gamma: the localization strength γ; nβH + γI must be invertible.
+
+    Returns:
+        nβ · (gᵀμ + ½ tr(H P⁻¹) + ½ μᵀHμ) with P = nβH + γI and μ = −nβ P⁻¹ g.
+    """
     H = np.asarray(hessian, np.float64)
     g = np.asarray(grad, np.float64)
     P = nbeta * H + gamma * np.eye(H.shape[0])
@@ -60,6 +70,19 @@ def linear_regression(
     w* is the truncated least-squares solution on the data as cast to the run dtype (relative
     rcond = sqrt(machine epsilon)), so rounding-level singular values are not fitted.
     λ = rank/2; the exact finite-n E[λ̂] comes from H = XᵀX/n and ∇L_n(w*).
+
+    Args:
+        n: number of data points (>= 2).
+        d: number of parameters (the input dimension).
+        rank: rank of the design, 1 <= rank <= d (None: d, full rank).
+        noise: standard deviation of the Gaussian label noise.
+        scale_range: (low, high) of the uniform per-direction scales c of the design.
+        seed: numpy seed for the design, the basis, w₀ and the noise.
+
+    Returns:
+        A Target with params w* (a (d,) vector in the run dtype), data (X, y) of shapes (n, d)
+        and (n,), loss ½ mean (y − Xw)², λ = rank/2, m = 1 and the exact ``expected_llc_fn``.
+        info: ``hessian_eigenvalues`` (float64), ``grad_norm_at_wstar`` and ``rank``.
     """
     rank = d if rank is None else int(rank)
     if not 1 <= rank <= d:
@@ -110,6 +133,19 @@ def pure_potential(
     H = Q diag(a) Qᵀ with a uniform in ``spectrum`` (``rank`` of them non-zero) and Q a random
     orthonormal basis (the identity when ``rotate=False``: a diagonal Hessian). ``data`` is a dummy array of n rows: only n enters, through β = 1/log n.
     It is kept as a regression case: an earlier VI implementation returned NaNs on it.
+
+    Args:
+        d: number of parameters.
+        n: the nominal sample size (rows of the dummy data).
+        spectrum: (low, high) of the uniform non-zero eigenvalues of H.
+        rank: number of non-zero eigenvalues, 1 <= rank <= d (None: d).
+        rotate: rotate the eigenbasis by a random orthonormal Q (False: H is diagonal).
+        seed: numpy seed for Q, the eigenvalues and w₀.
+
+    Returns:
+        A Target with params w* = w₀ (a (d,) vector in the run dtype), data a zero (n, 1) array,
+        λ = rank/2, m = 1 and the exact ``expected_llc_fn`` (g = 0). info:
+        ``hessian_eigenvalues`` (float64), ``grad_norm_at_wstar`` = 0 and ``rank``.
     """
     rank = d if rank is None else int(rank)
     if not 1 <= rank <= d:
