@@ -24,6 +24,8 @@ from lambda_hat.diagnostics import (
     negative_llc_message,
     rhat_message,
     stationarity_message,
+    step_size_bias_message,
+    step_size_bias_statistics,
     virial_message,
     virial_statistics,
 )
@@ -383,6 +385,10 @@ def _assemble(
     if out.log_weights is not None:  # draws from a proposal q: certify with the importance weights
         stats, importance, message = _importance_weighted(spec, out, llc_trace, valid, stats)
         messages.append(message)
+    step_bias: dict[str, Any] | None = None
+    if out.step_bias_terms is not None:  # a Langevin kernel's first-order step-size bias estimate
+        stats, step_bias, message = _step_size_corrected(spec, out, llc_trace, valid, stats)
+        messages.append(message)
     extra = {k: np.asarray(v) for k, v in (out.traces or {}).items()}
     if out.excess_loss_cv is not None:  # a control-variate version of the same draws
         extra["excess_loss_cv"] = np.asarray(out.excess_loss_cv)
@@ -402,13 +408,21 @@ def _assemble(
         **importance,
         **info,
     }
+    if step_bias is not None:
+        diagnostics["step_size_bias"] = step_bias
     messages.extend(spec.messages(info, valid))
     if out.virial is not None:
         virial = virial_statistics(
             np.asarray(out.virial)[valid], np.asarray(posterior.group_sizes), posterior.group_names
         )
         diagnostics["virial"] = virial
-        messages.append(virial_message(virial, spec.name, spec.bias_advice, spec.virial_tolerance))
+        advice = spec.bias_advice
+        if step_bias is not None and step_bias["applied"]:
+            advice += (
+                f" (λ̂ is already corrected by the first-order step-size bias estimate, {step_bias['relative']:+.1%};"
+                " what remains is of order step_size²)"
+            )
+        messages.append(virial_message(virial, spec.name, advice, spec.virial_tolerance))
     if warn_stationarity:
         messages.append(stationarity_message(grad_norm, stationarity_shift, stats["llc"], stats["llc_se"]))
     if exact_trace:
@@ -440,6 +454,19 @@ def _assemble(
         extra=extra,
         positions=None if out.positions is None else posterior.positions_tree(out.positions),
     )
+
+
+def _step_size_corrected(
+    spec: KernelSpec, out: KernelOutput, llc_trace: np.ndarray, valid: np.ndarray, stats: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(the λ̂ statistics to report, ``diagnostics["step_size_bias"]``, a warning or None) for a
+    run whose kernel returned the first-order step-size bias terms: the corrected statistics when
+    the kernel's ``step_size_correction`` is on, the uncorrected ones otherwise."""
+    corrected, bias = step_size_bias_statistics(llc_trace[valid], np.asarray(out.step_bias_terms)[valid])
+    applied = bool(np.all(np.asarray(out.step_bias_correction)[valid]))
+    bias["applied"] = applied
+    reported = corrected if applied else stats
+    return reported, bias, step_size_bias_message(bias, applied, reported["llc_se"], spec.name)
 
 
 def _importance_weighted(

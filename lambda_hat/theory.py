@@ -51,6 +51,12 @@ def regular(d: int) -> LearningCoefficient:
     """Regular (identifiable, non-degenerate Fisher information) model in ``d`` dims.
 
     ``λ = d/2``, ``m = 1``.
+
+    Args:
+        d: number of parameters (an integer >= 0).
+
+    Returns:
+        LearningCoefficient with ``lam = d/2`` and ``m = 1``.
     """
     d = integer("d", d, minimum=0)
     return LearningCoefficient(Fraction(d, 2), 1)
@@ -60,6 +66,12 @@ def quadratic(rank: int) -> LearningCoefficient:
     """``K(w) = wᵀAw`` with ``A ⪰ 0`` of rank ``rank`` (other directions flat).
 
     ``λ = rank/2``, ``m = 1`` (``rank = 0`` gives ``λ = 0``, ``m = 1``).
+
+    Args:
+        rank: rank of ``A`` (an integer >= 0).
+
+    Returns:
+        LearningCoefficient with ``lam = rank/2`` and ``m = 1``.
     """
     rank = integer("rank", rank, minimum=0)
     return LearningCoefficient(Fraction(rank, 2), 1)
@@ -77,6 +89,18 @@ def normal_crossing_coefficient(
     For a flat prior this is ``λ = 1/(2 max_j k_j)`` with ``m`` the number of
     coordinates attaining the maximum.  Coordinates with ``k_j = 0`` do not
     appear in ``K`` and are ignored; at least one ``k_j`` must be positive.
+
+    Args:
+        exponents: the ``k_j`` (integers >= 0, at least one positive).
+        prior_exponents: the prior exponents ``h_j`` (integers >= 0, same length as
+            ``exponents``); None for a flat prior (all ``h_j = 0``).
+
+    Returns:
+        LearningCoefficient with ``lam`` the minimum above and ``m`` the number of
+        coordinates attaining it.
+
+    Raises:
+        ValueError: if all exponents are zero or the two sequences differ in length.
     """
     ks = integer_list("exponents", exponents, minimum=0, min_len=1)
     if all(k == 0 for k in ks):
@@ -96,6 +120,16 @@ def disjoint_sum(*parts: LearningCoefficient) -> LearningCoefficient:
     """``K(u, v, …) = K_1(u) + K_2(v) + …`` over disjoint parameter blocks.
 
     ``λ = Σ λ_i``, ``m = Σ m_i − (count − 1)``.
+
+    Args:
+        *parts: the learning coefficients of the blocks (at least one).
+
+    Returns:
+        LearningCoefficient of the sum.
+
+    Raises:
+        ValueError: if no parts are given.
+        ArgumentTypeError: if a part is not a LearningCoefficient.
     """
     if not parts:
         raise ValueError("parts: expected at least one LearningCoefficient, got none")
@@ -123,6 +157,15 @@ def reduced_rank_regression(M: int, H: int, N: int, r: int) -> LearningCoefficie
     * ``M + N < H + r``: ``λ = MN/2``, ``m = 1``;
     * otherwise ``λ = [2(H+r)(M+N) − (M−N)² − (H+r)²]/8``, plus ``1/8`` with
       ``m = 2`` when ``M + H + N + r`` is odd (``m = 1`` when even).
+
+    Args:
+        M: number of inputs (>= 1).
+        H: number of hidden units (>= 1).
+        N: number of outputs (>= 1).
+        r: rank of the true product ``B A`` (0 <= r <= min(M, H, N)).
+
+    Returns:
+        LearningCoefficient ``(λ, m)`` from the cases above.
     """
     M = integer("M", M, minimum=1)
     H = integer("H", H, minimum=1)
@@ -152,7 +195,15 @@ def _validate_widths(widths: Sequence[int]) -> list[int]:
 
 
 def num_parameters(widths: Sequence[int]) -> int:
-    """Parameter count ``d = Σ_s H_s H_{s+1}`` of a bias-free deep linear network."""
+    """Parameter count ``d = Σ_s H_s H_{s+1}`` of a bias-free deep linear network.
+
+    Args:
+        widths: layer widths ``(H_1, …, H_{L+1})`` including input and output (at least two,
+            each >= 1).
+
+    Returns:
+        The number of weights ``d``.
+    """
     hs = _validate_widths(widths)
     return sum(a * b for a, b in zip(hs[:-1], hs[1:]))
 
@@ -176,6 +227,14 @@ def deep_linear_network_coefficient(widths: Sequence[int], rank: int) -> Learnin
 
     If some width equals ``r`` this reduces to ``λ = [−r² + r(H_1+H_{L+1})]/2``,
     ``m = 1``.  For two layers it agrees with :func:`reduced_rank_regression`.
+
+    Args:
+        widths: layer widths ``(H_1, …, H_{L+1})`` including input and output (at least two,
+            each >= 1).
+        rank: rank ``r`` of the true product matrix (0 <= r <= min(widths)).
+
+    Returns:
+        LearningCoefficient ``(λ, m)`` from the formula above.
     """
     hs = _validate_widths(widths)
     r = integer("rank", rank, minimum=0)
@@ -214,8 +273,17 @@ def deep_linear_network_coefficient(widths: Sequence[int], rank: int) -> Learnin
 
 
 def normal_crossing(exponents: Sequence[int], prior_exponents: Sequence[int] | None = None) -> LearningCoefficient:
-    """Deprecated name of :func:`normal_crossing_coefficient` (``lambda_hat.targets.normal_crossing``
-    builds the problem; this gives its number)."""
+    """Deprecated name of :func:`normal_crossing_coefficient`.
+
+    ``lambda_hat.targets.normal_crossing`` builds the problem; this gives its number.
+
+    Args:
+        exponents: the ``k_j`` (see :func:`normal_crossing_coefficient`).
+        prior_exponents: the prior exponents ``h_j``; None for a flat prior.
+
+    Returns:
+        The result of :func:`normal_crossing_coefficient` (a DeprecationWarning is emitted).
+    """
     warnings.warn(
         "theory.normal_crossing is deprecated; use theory.normal_crossing_coefficient", DeprecationWarning, stacklevel=2
     )
@@ -223,8 +291,17 @@ def normal_crossing(exponents: Sequence[int], prior_exponents: Sequence[int] | N
 
 
 def deep_linear_network(widths: Sequence[int], rank: int) -> LearningCoefficient:
-    """Deprecated name of :func:`deep_linear_network_coefficient`
-    (``lambda_hat.targets.deep_linear_network`` builds the problem; this gives its number)."""
+    """Deprecated name of :func:`deep_linear_network_coefficient`.
+
+    ``lambda_hat.targets.deep_linear_network`` builds the problem; this gives its number.
+
+    Args:
+        widths: layer widths ``(H_1, …, H_{L+1})`` including input and output.
+        rank: rank of the true product matrix.
+
+    Returns:
+        The result of :func:`deep_linear_network_coefficient` (a DeprecationWarning is emitted).
+    """
     warnings.warn(
         "theory.deep_linear_network is deprecated; use theory.deep_linear_network_coefficient",
         DeprecationWarning,

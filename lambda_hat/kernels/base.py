@@ -46,6 +46,12 @@ class KernelOutput(NamedTuple):
             ``log_weights``: below 0.7 the self-normalised estimate is reliable.
         excess_loss_cv: (chains, draws) a control-variate version of ``excess_loss`` on the same
             draws (same expectation, smaller variance; VI's quadratic control variate), or None.
+        step_bias_terms: (chains, draws, 2) per-draw terms (h·∇φᵀP∇U, h·∇UᵀP∇U) of the first-order
+            estimate of the step size's bias on λ̂ (see
+            :func:`lambda_hat.kernels.langevin.step_bias_terms`), for Langevin kernels with
+            full-batch gradients; None otherwise.
+        step_bias_correction: (chains,) bool, True where λ̂ is to be corrected by that estimate
+            (the kernel's ``step_size_correction`` option); None without ``step_bias_terms``.
     """
 
     excess_loss: jax.Array
@@ -59,6 +65,8 @@ class KernelOutput(NamedTuple):
     log_weights: jax.Array | None = None
     pareto_k: jax.Array | None = None
     excess_loss_cv: jax.Array | None = None
+    step_bias_terms: jax.Array | None = None
+    step_bias_correction: jax.Array | None = None
 
 
 def info_dict(info: Any) -> dict[str, np.ndarray]:

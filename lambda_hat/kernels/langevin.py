@@ -10,6 +10,9 @@ preconditioner P = 1/(√v + eps), one step is
 correction (pSGLD's Γ term) is omitted, as in Hitchcock & Hoogland (2025); with the default
 ``freeze=True`` v is adapted during warmup only, so the kept draws come from Langevin dynamics
 with a constant P, whose stationary law is the localized posterior as ε → 0.
+
+SGLD (P = I) also uses :func:`step_bias_terms`, the per-draw terms of the first-order estimate
+of the step size's bias on λ̂.
 """
 
 from __future__ import annotations
@@ -81,6 +84,40 @@ def preconditioner(v: jax.Array, eps: jax.Array) -> jax.Array:
     return 1 / (jnp.sqrt(v) + eps)
 
 
+def step_bias_terms(
+    h: jax.Array | float, loss_grad: jax.Array, potential_grad: jax.Array, precond: jax.Array | None = None
+) -> jax.Array:
+    """Per-draw terms of the first-order (in ε) bias of λ̂ caused by a finite Langevin step.
+
+    For the discretised Langevin dynamics w' = w − hP∇U(w) + √(2hP)·ξ with exact gradients and
+    a constant diagonal P (h = ε/2, BlackJAX's step size), the stationary law p_h satisfies, for
+    a smooth φ (Talay & Tubaro 1990; for Euler–Maruyama the correction density is
+    ¼∇UᵀP∇U − ½tr(P∇²U)),
+
+        E_{p_h}[φ] − E_p[φ] = h·Cov_p(φ, ¼∇UᵀP∇U − ½tr(P∇²U)) + O(h²).
+
+    Stein's identity E_p[ψ·tr(P∇²U)] = E_p[ψ·∇UᵀP∇U] − E_p[∇ψᵀP∇U] removes the Hessian:
+
+        bias(φ) = ½·E[h∇φᵀP∇U] − ¼·Cov(φ, h∇UᵀP∇U) + O(h²).
+
+    With φ = nβ(L_n(w) − L_n(w*)) (so that E[φ] = λ̂), ∇φ = nβ∇L_n: the bias needs only the
+    gradients the step already computed. The expectations may be taken under p_h (the error is
+    O(h²)). With minibatch gradients the products pick up the gradient noise, so the estimate
+    is only made from full-batch gradients.
+
+    Args:
+        h: BlackJAX's step size, ε/2.
+        loss_grad: ∇φ = nβ∇L_n(w), shape (d,).
+        potential_grad: ∇U(w) = nβ∇L_n(w) + γ(w − w*), shape (d,).
+        precond: the diagonal P, shape (d,), or None for P = I.
+
+    Returns:
+        (2,) array (h·∇φᵀP∇U, h·∇UᵀP∇U).
+    """
+    scaled = potential_grad if precond is None else precond * potential_grad
+    return h * jnp.stack([jnp.vdot(loss_grad, scaled), jnp.vdot(potential_grad, scaled)])
+
+
 def tempered_loss_and_grad(posterior: LocalPosterior, w: jax.Array, batch: Any) -> tuple[jax.Array, jax.Array]:
     """(L_B(w) − L_n(w*), nβ∇L_B(w)) with one forward/backward pass (full batch when None).
 
@@ -118,6 +155,7 @@ def run_preconditioned(
     freeze: bool,
     progress: bool,
     save_positions: bool,
+    step_size_correction: bool | None = None,
 ) -> KernelOutput:
     """All chains of a preconditioned SGLD kernel vmapped in one lax.scan; warmup dropped.
 
@@ -140,21 +178,31 @@ def run_preconditioned(
         freeze: hold v (and so P) fixed during the kept draws (False keeps adapting it).
         progress: print step progress to stderr.
         save_positions: also return the sampled positions.
+        step_size_correction: None for kernels whose drift is not the current gradient (no
+            first-order bias estimate); otherwise whether λ̂ is corrected by that estimate, which
+            is computed when ``freeze`` holds P fixed and the gradients are full-batch.
 
     Returns:
         A :class:`KernelOutput` with a :class:`PreconditionerInfo`; every chain is valid and
         ``grad_evals`` = num_warmup + num_draws.
     """
     step = jnp.asarray(step_size, posterior.dtype)
+    eps_ = jnp.asarray(eps, posterior.dtype)
+    estimate_bias = step_size_correction is not None and freeze
 
     def chain_step(state, k_noise, batch, keep):
         excess, g = tempered_loss_and_grad(posterior, state.position, batch)
         localizer_grad = -posterior.gamma * (state.position - posterior.w_star)
         virial = posterior.virial_terms(state.position, g - localizer_grad) if keep else None  # ∂U = g + γv
-        return kernel(k_noise, state, g, localizer_grad, step, adapt=not (keep and freeze)), (excess, virial)
+        bias = None
+        if keep and estimate_bias and batch is None:  # P is held fixed over the kept draws
+            precond = preconditioner(state.second_moment, eps_)
+            bias = step_bias_terms(0.5 * step, g, g - localizer_grad, precond)
+        new_state = kernel(k_noise, state, g, localizer_grad, step, adapt=not (keep and freeze))
+        return new_state, (excess, (virial, bias))
 
     init_states = jax.vmap(init_fn)(jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim)))
-    final, excess, virial, positions = run_chains(
+    final, excess, (virial, bias), positions = run_chains(
         key,
         posterior,
         init_states,
@@ -170,7 +218,7 @@ def run_preconditioned(
     )
     evals = jnp.full((num_chains,), num_warmup + num_draws)
     used = posterior.n if batch_size is None else batch_size
-    p_last = preconditioner(final.second_moment, jnp.asarray(eps, posterior.dtype))  # in use at the end
+    p_last = preconditioner(final.second_moment, eps_)  # in use at the end
     return KernelOutput(
         excess_loss=excess,
         valid=jnp.ones((num_chains,), bool),
@@ -179,4 +227,6 @@ def run_preconditioned(
         data_passes=evals * (used / posterior.n),
         positions=positions,
         virial=jnp.swapaxes(virial, 0, 1),
+        step_bias_terms=None if bias is None else jnp.swapaxes(bias, 0, 1),
+        step_bias_correction=None if bias is None else jnp.full((num_chains,), bool(step_size_correction)),
     )

@@ -87,6 +87,7 @@ def run_rmsprop_sgld(
     decay: float,
     eps: float,
     freeze: bool = True,
+    step_size_correction: bool = True,
     progress: bool = False,
     save_positions: bool = False,
 ) -> KernelOutput:
@@ -106,6 +107,9 @@ def run_rmsprop_sgld(
         eps: added to √v in P = 1/(√v + eps).
         freeze: True adapts v during warmup only, then holds v (and so P) fixed; False keeps
             adapting (biases λ̂).
+        step_size_correction: with full-batch gradients and ``freeze``, subtract the first-order
+            estimate of the step size's bias from λ̂ (reported either way in
+            ``diagnostics["step_size_bias"]``; see :func:`~lambda_hat.kernels.langevin.step_bias_terms`).
         progress: print step progress to stderr.
         save_positions: also return the sampled positions.
 
@@ -131,6 +135,7 @@ def run_rmsprop_sgld(
         freeze=freeze,
         progress=progress,
         save_positions=save_positions,
+        step_size_correction=step_size_correction,
     )
 
 
@@ -138,7 +143,8 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     """Check RMSProp-SGLD's options (shared with Adam-SGLD's).
 
     Args:
-        options: the merged options (``step_size``, ``decay``, ``eps``, ``freeze``); updated in place.
+        options: the merged options (``step_size``, ``decay``, ``eps``, ``freeze`` and, for
+            RMSProp-SGLD, ``step_size_correction``); updated in place.
 
     Returns:
         ``options`` with each value checked and normalised (ValueError naming a bad option).
@@ -147,13 +153,15 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     options["decay"] = probability("decay", options["decay"])
     options["eps"] = positive_float("eps", options["eps"])
     options["freeze"] = boolean("freeze", options["freeze"])
+    if "step_size_correction" in options:
+        options["step_size_correction"] = boolean("step_size_correction", options["step_size_correction"])
     return options
 
 
 RMSPROP_SGLD = KernelSpec(
     name="rmsprop_sgld",
     run=run_rmsprop_sgld,
-    options={"step_size": 1e-4, "decay": 0.99, "eps": 0.1, "freeze": True},
+    options={"step_size": 1e-4, "decay": 0.99, "eps": 0.1, "freeze": True, "step_size_correction": True},
     default_num_draws=2000,
     default_num_warmup=500,
     minibatch=True,

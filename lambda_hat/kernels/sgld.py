@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from lambda_hat.checks import boolean, positive_float
 from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import run_chains
+from lambda_hat.kernels.langevin import step_bias_terms
 from lambda_hat.posterior import LocalPosterior
 
 
@@ -110,6 +111,7 @@ def run_sgld(
     batch_size: int | None,
     step_size: float,
     mala_acceptance: bool = False,
+    step_size_correction: bool = True,
     progress: bool = False,
     save_positions: bool = False,
 ) -> KernelOutput:
@@ -126,6 +128,9 @@ def run_sgld(
         step_size: ε, the Langevin step (noise variance ε per step); BlackJAX's step size is ε/2.
         mala_acceptance: also record each kept move's MALA acceptance probability (one more
             gradient evaluation per kept draw).
+        step_size_correction: with full-batch gradients, subtract the first-order estimate of the
+            step size's bias from λ̂ (reported either way in ``diagnostics["step_size_bias"]``; see
+            :func:`~lambda_hat.kernels.langevin.step_bias_terms`).
         progress: print step progress to stderr.
         save_positions: also return the sampled positions.
 
@@ -147,10 +152,13 @@ def run_sgld(
             mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h) if keep and mala_acceptance else None
         )
         virial = posterior.virial_terms(w, -grad) if keep else None  # ∂U = −∇log p̂ at the draw
-        return w_new, (excess, (accept, virial))
+        bias = None
+        if keep and batch is None:  # ∇φ = nβ∇L_n = ∂U − γ(w − w*)
+            bias = step_bias_terms(h, -grad - posterior.gamma * (w - posterior.w_star), -grad)
+        return w_new, (excess, (accept, virial, bias))
 
     init = jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim))
-    _, excess, (accept, virial), positions = run_chains(
+    _, excess, (accept, virial, bias), positions = run_chains(
         key,
         posterior,
         init,
@@ -174,19 +182,22 @@ def run_sgld(
         data_passes=evals * (used / posterior.n),
         positions=positions,
         virial=jnp.swapaxes(virial, 0, 1),
+        step_bias_terms=None if bias is None else jnp.swapaxes(bias, 0, 1),
+        step_bias_correction=None if bias is None else jnp.full((num_chains,), step_size_correction),
     )
 
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:
     options["step_size"] = positive_float("step_size", options["step_size"])
     options["mala_acceptance"] = boolean("mala_acceptance", options["mala_acceptance"])
+    options["step_size_correction"] = boolean("step_size_correction", options["step_size_correction"])
     return options
 
 
 SGLD = KernelSpec(
     name="sgld",
     run=run_sgld,
-    options={"step_size": 1e-4, "mala_acceptance": False},
+    options={"step_size": 1e-4, "mala_acceptance": False, "step_size_correction": True},
     default_num_draws=2000,
     default_num_warmup=500,
     minibatch=True,

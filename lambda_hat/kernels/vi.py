@@ -111,7 +111,16 @@ def _bonferroni_z(dim: int, family_alpha: float = 0.01) -> float:
 
 
 def coordinate_virial(vs: jax.Array, grads: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per-coordinate virial ratios r_i = mean_s v_si ∂_iU(v_s) and their iid standard errors."""
+    """Per-coordinate virial ratios r_i = mean_s v_si ∂_iU(v_s) and their iid standard errors.
+
+    Args:
+        vs: (S, d) draws v_s in local coordinates v = w − w*.
+        grads: (S, d) the potential's gradients ∂U(v_s) at those draws.
+
+    Returns:
+        The pair (r, se) of (d,) arrays, the ratios r_i and their standard errors std_s/√S (NaN
+        for S = 1).
+    """
     t = vs * grads
     n = t.shape[0]
     return jnp.mean(t, axis=0), jnp.std(t, axis=0, ddof=1) / jnp.sqrt(n)
@@ -119,7 +128,17 @@ def coordinate_virial(vs: jax.Array, grads: jax.Array) -> tuple[jax.Array, jax.A
 
 def virial_within(vs: jax.Array, grads: jax.Array, tolerance: float, z: float) -> jax.Array:
     """True when the overall ratio (1/d)Σ_i r_i is within max(tolerance, 3·se) of 1 and every
-    coordinate's r_i within max(tolerance, z·se_i), from iid draws vs with gradients ∂U."""
+    coordinate's r_i within max(tolerance, z·se_i), from iid draws vs with gradients ∂U.
+
+    Args:
+        vs: (S, d) draws v_s in local coordinates v = w − w*.
+        grads: (S, d) the potential's gradients ∂U(v_s) at those draws.
+        tolerance: the absolute tolerance on |r − 1| (overall and per coordinate).
+        z: the per-coordinate threshold in standard errors (e.g. Bonferroni-corrected).
+
+    Returns:
+        A () bool array, True when the check passes.
+    """
     r, se = coordinate_virial(vs, grads)
     overall = jnp.mean(vs * grads, axis=1)  # XLA computes vs * grads once
     r_all = jnp.mean(overall)
@@ -256,6 +275,40 @@ def run_vi(
     check_every: int,
     save_positions: bool = False,
 ) -> KernelOutput:
+    """Fit ``num_chains`` independent MFA approximations q and estimate λ̂ from draws of each.
+
+    The fit, the certificate and the control variate are described in the module docstring.
+
+    Args:
+        key: the run's PRNG key; fit c uses fold_in(key, c) (see ``chain_keys``).
+        posterior: the localized posterior (its ``gamma`` must be > 0).
+        first_chain: global index of this program's first fit (an int or a traced integer).
+        num_chains: independent fits, vmapped.
+        num_draws: evaluation draws v_s ~ q per fit (each round's final check draws as many).
+        num_warmup: the cap on optimisation steps per fit (below 1: no optimisation).
+        batch_size: minibatch size for the optimisation and pre-fit steps (None = full batch);
+            the evaluation always uses the full batch.
+        num_components: M, the number of mixture components.
+        rank: r, the number of loading columns per component.
+        learning_rate: Adam's learning rate for the logits and the diagonal scales.
+        loading_learning_rate: Adam's learning rate for the whitened loadings A.
+        final_lr_fraction: the fraction of the learning rates reached at the end of an anneal.
+        num_samples: draws per component in each optimisation step.
+        control_variate: also compute the quadratic control-variate estimate ``excess_loss_cv``.
+        num_probes: Hutchinson probes for the Hessian diagonal of the initial scales and (without
+            an exact trace) for tr(HD) in the control variate.
+        exact_trace_max_dim: compute tr(HD) exactly (d Hessian-vector products) when d is at most
+            this.
+        num_prefit_steps: virial fixed-point steps on the diagonal start.
+        check_every: optimisation steps per block between convergence checks.
+        save_positions: also return the evaluation draws w* + v_s as ``positions``.
+
+    Returns:
+        A :class:`~lambda_hat.kernels.base.KernelOutput` over the fits with the (chains, num_draws)
+        excess losses of the evaluation draws, a :class:`VIInfo` as ``info``, the per-step ELBO trace
+        (chains, max(num_warmup, 1)) under ``traces["elbo_trace"]``, the virial terms, the
+        Pareto-smoothed log weights and k̂, and the control-variate excess losses when requested.
+    """
     d, dtype = posterior.dim, posterior.dtype
     cap = max(num_warmup, 1)
     block = min(check_every, cap)

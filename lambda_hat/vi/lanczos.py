@@ -30,6 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import DTypeLike
 
 __all__ = [
     "Eigenpairs",
@@ -226,7 +227,7 @@ def lanczos(
     dim: int,
     num_iters: int,
     rng_key: Array,
-    dtype=None,
+    dtype: DTypeLike | None = None,
 ) -> Eigenpairs:
     """Lanczos eigen-decomposition of a symmetric operator from Hessian-vector products.
 
@@ -257,14 +258,14 @@ def lanczos(
     Cost: num_iters Hessian-vector products and O(dim * num_iters) memory.
 
     Args:
-      hvp_fn: a function u -> H u from (dim,) to (dim,) for a symmetric H.
-      dim: the dimension d (static).
-      num_iters: the number of iterations m (static); clipped to ``dim``.
-      rng_key: a PRNG key (typed or raw) for the start vector and the restart vectors.
-      dtype: the floating dtype of the computation; defaults to JAX's default float dtype.
+        hvp_fn: a function u -> H u from (dim,) to (dim,) for a symmetric H.
+        dim: the dimension d (static).
+        num_iters: the number of iterations m (static); clipped to ``dim``.
+        rng_key: a PRNG key (typed or raw) for the start vector and the restart vectors.
+        dtype: the floating dtype of the computation; defaults to JAX's default float dtype.
 
     Returns:
-      An :class:`Eigenpairs` with all m Ritz pairs, sorted by ascending value.
+        An :class:`Eigenpairs` with all m Ritz pairs, sorted by ascending value.
     """
     dim = _check_positive("dim", dim)
     num_iters = min(_check_positive("num_iters", num_iters), dim)
@@ -277,7 +278,7 @@ def block_lanczos(
     block_size: int,
     num_iters: int,
     rng_key: Array,
-    dtype=None,
+    dtype: DTypeLike | None = None,
 ) -> Eigenpairs:
     """Block Lanczos eigen-decomposition of a symmetric operator from Hessian-vector products.
 
@@ -307,17 +308,17 @@ def block_lanczos(
     Cost: b * s Hessian-vector products (vmapped over the b columns), O(d b s) memory.
 
     Args:
-      hvp_fn: a function u -> H u from (dim,) to (dim,) for a symmetric H; it is ``jax.vmap``-ed
-        over the columns of a block.
-      dim: the dimension d (static).
-      block_size: the block size b (static); clipped to ``dim``.
-      num_iters: the number of block steps s (static); the basis size b * s is clipped to
-        ``dim`` (the last block then keeps only its leading columns).
-      rng_key: a PRNG key (typed or raw) for the start block and the restart vectors.
-      dtype: the floating dtype of the computation; defaults to JAX's default float dtype.
+        hvp_fn: a function u -> H u from (dim,) to (dim,) for a symmetric H; it is ``jax.vmap``-ed
+            over the columns of a block.
+        dim: the dimension d (static).
+        block_size: the block size b (static); clipped to ``dim``.
+        num_iters: the number of block steps s (static); the basis size b * s is clipped to
+            ``dim`` (the last block then keeps only its leading columns).
+        rng_key: a PRNG key (typed or raw) for the start block and the restart vectors.
+        dtype: the floating dtype of the computation; defaults to JAX's default float dtype.
 
     Returns:
-      An :class:`Eigenpairs` with all min(b * s, dim) Ritz pairs, sorted by ascending value.
+        An :class:`Eigenpairs` with all min(b * s, dim) Ritz pairs, sorted by ascending value.
     """
     dim = _check_positive("dim", dim)
     block_size = min(_check_positive("block_size", block_size), dim)
@@ -334,7 +335,7 @@ def null_space_directions(
     num_iters: int = 30,
     oversample: int = 10,
     power_iters: int = 20,
-    dtype=None,
+    dtype: DTypeLike | None = None,
 ) -> Eigenpairs:
     """The k smallest eigenpairs of a PSD operator by subspace iteration on c I - H.
 
@@ -354,18 +355,18 @@ def null_space_directions(
     rather than a Chebyshev polynomial, usually many more products.
 
     Args:
-      hvp_fn: a function u -> H u from (dim,) to (dim,) for a symmetric positive semi-definite H;
-        it is ``jax.vmap``-ed over the columns of a block.
-      dim: the dimension d (static).
-      k: the number of eigenpairs returned (static); clipped to ``dim``.
-      rng_key: a PRNG key for the start vectors.
-      num_iters: the number of subspace iterations (static).
-      oversample: the extra columns p (static); k + p is clipped to ``dim``.
-      power_iters: power iterations for the shift c (static).
-      dtype: the floating dtype of the computation; defaults to JAX's default float dtype.
+        hvp_fn: a function u -> H u from (dim,) to (dim,) for a symmetric positive semi-definite H;
+            it is ``jax.vmap``-ed over the columns of a block.
+        dim: the dimension d (static).
+        k: the number of eigenpairs returned (static); clipped to ``dim``.
+        rng_key: a PRNG key for the start vectors.
+        num_iters: the number of subspace iterations (static).
+        oversample: the extra columns p (static); k + p is clipped to ``dim``.
+        power_iters: power iterations for the shift c (static).
+        dtype: the floating dtype of the computation; defaults to JAX's default float dtype.
 
     Returns:
-      An :class:`Eigenpairs` with the k smallest Ritz pairs, sorted by ascending value.
+        An :class:`Eigenpairs` with the k smallest Ritz pairs, sorted by ascending value.
     """
     dim = _check_positive("dim", dim)
     k = min(_check_positive("k", k), dim)
@@ -414,7 +415,7 @@ def smallest_eigenpairs(
     *,
     num_iters: int | None = None,
     block_size: int | None = None,
-    dtype=None,
+    dtype: DTypeLike | None = None,
 ) -> Eigenpairs:
     """The k smallest eigenpairs of a symmetric operator, by block Lanczos.
 
@@ -431,21 +432,21 @@ def smallest_eigenpairs(
     methods need about d = 1000 products and subspace iteration ~6800.
 
     Args:
-      hvp_fn: a function u -> H u from (dim,) to (dim,) for a symmetric H; it is ``jax.vmap``-ed
-        over the columns of a block.
-      dim: the dimension d (static).
-      k: the number of eigenpairs returned (static); clipped to ``dim``.
-      rng_key: a PRNG key for the start block.
-      num_iters: the number of block steps s (static), default 20; the basis size b * s is
-        clipped to ``dim``. The cost is b * s Hessian-vector products and O(d b s) memory; the
-        error of the smallest pairs shrinks roughly by exp(-2 sqrt(gap)) per step, gap =
-        (lambda_{b+1} - lambda_1) / (lambda_max - lambda_1).
-      block_size: b (static), default k; clipped to ``dim``. A larger block helps when the k-th
-        eigenvalue belongs to a cluster of more than k.
-      dtype: the floating dtype of the computation; defaults to JAX's default float dtype.
+        hvp_fn: a function u -> H u from (dim,) to (dim,) for a symmetric H; it is ``jax.vmap``-ed
+            over the columns of a block.
+        dim: the dimension d (static).
+        k: the number of eigenpairs returned (static); clipped to ``dim``.
+        rng_key: a PRNG key for the start block.
+        num_iters: the number of block steps s (static), default 20; the basis size b * s is
+            clipped to ``dim``. The cost is b * s Hessian-vector products and O(d b s) memory; the
+            error of the smallest pairs shrinks roughly by exp(-2 sqrt(gap)) per step, gap =
+            (lambda_{b+1} - lambda_1) / (lambda_max - lambda_1).
+        block_size: b (static), default k; clipped to ``dim``. A larger block helps when the k-th
+            eigenvalue belongs to a cluster of more than k.
+        dtype: the floating dtype of the computation; defaults to JAX's default float dtype.
 
     Returns:
-      An :class:`Eigenpairs` with the k smallest Ritz pairs, sorted by ascending value.
+        An :class:`Eigenpairs` with the k smallest Ritz pairs, sorted by ascending value.
     """
     dim = _check_positive("dim", dim)
     k = min(_check_positive("k", k), dim)

@@ -27,6 +27,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp, ndtr
+from jax.typing import DTypeLike
 
 __all__ = [
     "MFAState",
@@ -171,27 +172,65 @@ def _state_factors(state: MFAState) -> _Factors:
 
 
 def scales(state: MFAState) -> Array:
-    """s = softplus(rho) + s_min, shape (d,); D = diag(s^2)."""
+    """s = softplus(rho) + s_min, shape (d,); D = diag(s^2).
+
+    Args:
+        state: an MFA state.
+
+    Returns:
+        (d,) the diagonal scales s.
+    """
     return _scales(state.rho, state.min_scale)
 
 
 def weights(state: MFAState) -> Array:
-    """Mixture weights pi = softmax(logits), shape (M,)."""
+    """Mixture weights pi = softmax(logits), shape (M,).
+
+    Args:
+        state: an MFA state.
+
+    Returns:
+        (M,) the mixture weights pi (non-negative, summing to 1).
+    """
     return jax.nn.softmax(state.logits)
 
 
 def component_logdensities(state: MFAState, v: Array) -> Array:
-    """log N(v; 0, Sigma_m) for m = 1..M at one point v of shape (d,); returns (M,)."""
+    """log N(v; 0, Sigma_m) for m = 1..M at one point v of shape (d,); returns (M,).
+
+    Args:
+        state: an MFA state.
+        v: (d,) a point in local coordinates v = w - w*.
+
+    Returns:
+        (M,) the log density of each component at v (without the log weights).
+    """
     return _component_logpdfs(_state_factors(state), v)
 
 
 def logdensity(state: MFAState, v: Array) -> Array:
-    """log q(v) = logsumexp_m(log pi_m + log N(v; 0, Sigma_m)) at one point v of shape (d,)."""
+    """log q(v) = logsumexp_m(log pi_m + log N(v; 0, Sigma_m)) at one point v of shape (d,).
+
+    Args:
+        state: an MFA state.
+        v: (d,) a point in local coordinates v = w - w*.
+
+    Returns:
+        () the scalar log q(v).
+    """
     return _logq(_state_factors(state), v)
 
 
 def responsibilities(state: MFAState, v: Array) -> Array:
-    """r_m(v) = pi_m N(v; 0, Sigma_m) / q(v) at one point v of shape (d,); returns (M,)."""
+    """r_m(v) = pi_m N(v; 0, Sigma_m) / q(v) at one point v of shape (d,); returns (M,).
+
+    Args:
+        state: an MFA state.
+        v: (d,) a point in local coordinates v = w - w*.
+
+    Returns:
+        (M,) the posterior component probabilities r_m(v) (summing to 1).
+    """
     fac = _state_factors(state)
     return jax.nn.softmax(fac.log_weights + _component_logpdfs(fac, v))
 
@@ -209,7 +248,13 @@ def _split_noise(noise: Array, r: int) -> tuple[Array, Array]:
 def sample(rng_key: Array, state: MFAState, num_samples: int = 1) -> Array:
     """Draw v ~ q: m ~ Cat(pi), z ~ N(0, I_r), eps ~ N(0, I_d), v = K_m z + s (.) eps.
 
-    Returns an array of shape (num_samples, d) in local coordinates v = w - w*.
+    Args:
+        rng_key: PRNG key for the draws.
+        state: an MFA state.
+        num_samples: number of draws.
+
+    Returns:
+        (num_samples, d) draws in local coordinates v = w - w*, in the loadings' dtype.
     """
     loadings = state.loadings
     num_components, d, r = loadings.shape
@@ -234,6 +279,15 @@ def sample_component(rng_key: Array, state: MFAState, component: int | Array, nu
 
     ``component`` may be a traced integer. Use it for stratified estimators
     E_q[g] = sum_m pi_m E_{N_m}[g].
+
+    Args:
+        rng_key: PRNG key for the draws.
+        state: an MFA state.
+        component: the component index m in [0, M) (an int or a traced integer).
+        num_samples: number of draws.
+
+    Returns:
+        (num_samples, d) draws from N(0, Sigma_m) in local coordinates v = w - w*.
     """
     _, d, r = state.loadings.shape
     dtype = state.loadings.dtype
@@ -318,7 +372,18 @@ def elbo_grad_estimate(
     estimates). With ``baseline=None`` the current batch's ELBO estimate is used, which
     biases g_logits by O(1/(M num_samples)); ``step`` does this only on its first call.
 
-    Returns ((g_logits, g_rho, g_loadings), elbo_hat, elbo_stderr, b_used).
+    Args:
+        rng_key: PRNG key for the draws.
+        state: an MFA state (its parameters are where the gradient is taken).
+        logdensity_fn: v -> log p~(v), a scalar, for v of shape (d,) in local coordinates.
+        num_samples: draws per component (M * num_samples target evaluations in all).
+        baseline: the score-gradient baseline b, a scalar; None uses the current ELBO estimate.
+
+    Returns:
+        The tuple ((g_logits, g_rho, g_loadings), elbo_hat, elbo_stderr, b_used) of the ascent
+        gradients, shaped like (logits, rho, loadings) ((M,), (d,), (M, d, r)), the stratified
+        ELBO estimate, its Monte Carlo standard error (NaN when num_samples = 1) and the baseline
+        used.
     """
     dtype = state.rho.dtype
     if baseline is None:
@@ -366,7 +431,7 @@ def init(
     init_scale: float | Array = 0.1,
     init_loading_scale: float = 0.1,
     min_scale: float | Array | None = None,
-    dtype=None,
+    dtype: DTypeLike | None = None,
 ) -> MFAState:
     """Initial MFA state: pi uniform, s = init_scale, small random whitened loadings.
 
@@ -374,12 +439,22 @@ def init(
         position_or_dim: d, or the position w* (any pytree; only its flat size and dtype
             are used). The dtype follows it unless ``dtype`` is given (default for an int:
             float64 under x64, else float32).
+        optimizer: the optax optimizer; its state is initialised over (logits, rho, loadings).
+        num_components: M, the number of mixture components (>= 1).
+        rank: r, the number of loading columns per component (>= 1).
+        rng_key: key for the random loadings (required: components must differ).
         init_scale: initial s (scalar or (d,)). For a localized LLC posterior a good value
             is about 1/sqrt(n beta * curvature + gamma), much smaller than 1/sqrt(gamma).
         init_loading_scale: A_m entries ~ N(0, init_loading_scale^2 / d), so each loading
             column has norm about init_loading_scale; breaks the symmetry between components.
         min_scale: s_min, the floor of s (default 1e-4 * min(init_scale)).
-        rng_key: key for the random loadings (required: components must differ).
+        dtype: floating dtype of the state; None follows ``position_or_dim`` as above.
+
+    Returns:
+        The initial :class:`MFAState` (zero baseline and baseline weight).
+
+    Raises:
+        ValueError: if the dtype is not floating, or d, ``num_components`` or ``rank`` is < 1.
     """
     if isinstance(position_or_dim, numbers.Integral) and not isinstance(position_or_dim, bool):
         d = int(position_or_dim)
@@ -434,6 +509,19 @@ def step(
     A step whose ELBO estimate or gradient is not finite (log p~ NaN or ±Inf at some draw, e.g.
     a loss that takes the log of a negative number in part of the space) is rejected: the state,
     optimizer state and baseline are returned unchanged and ``info.rejected`` is True.
+
+    Args:
+        rng_key: PRNG key for the step's draws.
+        state: the current MFA state.
+        logdensity_fn: v -> log p~(v), a scalar, for v of shape (d,) in local coordinates.
+        optimizer: the optax optimizer whose state ``state.opt_state`` holds (as made by
+            :func:`init`).
+        num_samples: draws per component.
+        baseline_decay: decay of the moving average of ELBO estimates used as the baseline.
+
+    Returns:
+        The pair (new_state, info) of the updated :class:`MFAState` and the step's
+        :class:`MFAInfo` (evaluated at the parameters before the update).
     """
     dtype = state.rho.dtype
     has_baseline = state.baseline_weight > 0
@@ -491,13 +579,28 @@ def as_top_level_api(
     init_loading_scale: float = 0.1,
     min_scale: float | Array | None = None,
     baseline_decay: float = 0.9,
-    dtype=None,
+    dtype: DTypeLike | None = None,
 ) -> VIAlgorithm:
     """MFA variational inference as a :class:`VIAlgorithm` (BlackJAX's container, same fields).
 
     init_fn(position_or_dim, rng_key) -> MFAState
     step_fn(rng_key, state) -> (MFAState, MFAInfo)
     sample_fn(rng_key, state, num_samples) -> (num_samples, d) array of v = w - w*.
+
+    Args:
+        logdensity_fn: v -> log p~(v), a scalar, for v of shape (d,) in local coordinates.
+        optimizer: the optax optimizer.
+        num_samples: draws per component in each step.
+        num_components: M, the number of mixture components.
+        rank: r, the number of loading columns per component.
+        init_scale: initial diagonal scale s (scalar or (d,)), as in :func:`init`.
+        init_loading_scale: scale of the random initial loadings, as in :func:`init`.
+        min_scale: s_min, the floor of s, as in :func:`init`.
+        baseline_decay: decay of the ELBO moving-average baseline, as in :func:`step`.
+        dtype: floating dtype of the state, as in :func:`init`.
+
+    Returns:
+        A :class:`VIAlgorithm` with the ``init``, ``step`` and ``sample`` functions above.
     """
 
     def init_fn(position_or_dim, rng_key):
@@ -550,6 +653,20 @@ def expected_quadratic(
     is returned in ``stderr`` (0 when exact). ``batch_size`` bounds how many HVPs run at
     once (lax.map); None vmaps the M*r loading columns and the probes, and runs the d
     exact basis HVPs one at a time (so no d x d array is formed).
+
+    Args:
+        state: an MFA state.
+        hvp_fn: u -> H u for u of shape (d,), with H symmetric (e.g. the Hessian at w*).
+        rng_key: PRNG key for the Rademacher probes; required unless ``exact``.
+        num_probes: number of Hutchinson probes (>= 2; unused when ``exact``).
+        exact: compute tr(H D) exactly with d HVPs instead of by Hutchinson.
+        batch_size: the most HVPs run at once (lax.map); None as described above.
+
+    Returns:
+        An :class:`ExpectedQuadratic` (scalar ``value`` and ``stderr``).
+
+    Raises:
+        ValueError: if ``exact`` is False and ``rng_key`` is None or ``num_probes`` < 2.
     """
     loadings = state.loadings
     num_components, d, r = loadings.shape
