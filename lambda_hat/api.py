@@ -387,8 +387,11 @@ def _assemble(
         messages.append(message)
     step_bias: dict[str, Any] | None = None
     if out.step_bias_terms is not None:  # a Langevin kernel's first-order step-size bias estimate
-        stats, step_bias, message = _step_size_corrected(spec, out, llc_trace, valid, stats)
+        stats, step_bias, message, corrected = _step_size_corrected(spec, out, llc_trace, valid, stats)
         messages.append(message)
+        if step_bias["applied"]:  # the reported per-draw trace is the corrected one: λ̂ = its mean
+            llc_trace = llc_trace.copy()
+            llc_trace[valid] = corrected
     extra = {k: np.asarray(v) for k, v in (out.traces or {}).items()}
     if out.excess_loss_cv is not None:  # a control-variate version of the same draws
         extra["excess_loss_cv"] = np.asarray(out.excess_loss_cv)
@@ -458,15 +461,16 @@ def _assemble(
 
 def _step_size_corrected(
     spec: KernelSpec, out: KernelOutput, llc_trace: np.ndarray, valid: np.ndarray, stats: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-    """(the λ̂ statistics to report, ``diagnostics["step_size_bias"]``, a warning or None) for a
-    run whose kernel returned the first-order step-size bias terms: the corrected statistics when
-    the kernel's ``step_size_correction`` is on, the uncorrected ones otherwise."""
-    corrected, bias = step_size_bias_statistics(llc_trace[valid], np.asarray(out.step_bias_terms)[valid])
+) -> tuple[dict[str, Any], dict[str, Any], str | None, np.ndarray]:
+    """(the λ̂ statistics to report, ``diagnostics["step_size_bias"]``, a warning or None, the
+    corrected trace of the valid chains) for a run whose kernel returned the first-order
+    step-size bias terms: the corrected statistics when the kernel's ``step_size_correction`` is
+    on, the uncorrected ones otherwise."""
+    corrected, bias, trace = step_size_bias_statistics(llc_trace[valid], np.asarray(out.step_bias_terms)[valid])
     applied = bool(np.all(np.asarray(out.step_bias_correction)[valid]))
     bias["applied"] = applied
     reported = corrected if applied else stats
-    return reported, bias, step_size_bias_message(bias, applied, reported["llc_se"], spec.name)
+    return reported, bias, step_size_bias_message(bias, applied, reported["llc_se"], spec.name), trace
 
 
 def _importance_weighted(

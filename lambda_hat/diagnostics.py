@@ -83,7 +83,7 @@ def virial_statistics(group_trace: np.ndarray, group_sizes: np.ndarray, group_na
         group_names: the groups' names (parameter leaf paths).
 
     Returns:
-        dict with ``ratio`` and ``se`` (overall), ``groups`` ({name: {"ratio", "se", "size"}}),
+        dict with ``ratio`` and ``se`` (overall), ``groups`` (``{name: {"ratio", "se", "size"}}``),
         ``worst_group``, ``worst_deviation`` (max |r_G − 1| over the groups and the overall ratio)
         and ``worst_z`` (the largest |r − 1|/se among them).
     """
@@ -155,7 +155,9 @@ def virial_message(virial: dict[str, Any], kernel: str, advice: str, tolerance: 
 STEP_BIAS_LARGE = 0.05  # a first-order correction larger than this fraction of λ̂ is flagged
 
 
-def step_size_bias_statistics(llc_trace: np.ndarray, terms: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+def step_size_bias_statistics(
+    llc_trace: np.ndarray, terms: np.ndarray
+) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
     """First-order estimate of the step size's bias on λ̂, and the corrected λ̂ statistics.
 
     With φ_t = λ̂_t the per-draw λ̂ and (a_t, b_t) = (h·∇φᵀP∇U, h·∇UᵀP∇U) at the same draws
@@ -174,7 +176,7 @@ def step_size_bias_statistics(llc_trace: np.ndarray, terms: np.ndarray) -> tuple
     Returns:
         (the :func:`llc_statistics` of the corrected trace, a dict with ``estimate`` (b̂),
         ``se`` (its MCSE), ``relative`` (b̂ over the uncorrected λ̂), ``llc_uncorrected`` and
-        ``llc_uncorrected_se``).
+        ``llc_uncorrected_se``, the corrected (chains, draws) trace φ_t − c_t).
     """
     phi = np.asarray(llc_trace, np.float64)
     a, b = (np.asarray(terms[..., i], np.float64) for i in range(2))
@@ -188,7 +190,7 @@ def step_size_bias_statistics(llc_trace: np.ndarray, terms: np.ndarray) -> tuple
         "llc_uncorrected": raw["llc"],
         "llc_uncorrected_se": raw["llc_se"],
     }
-    return llc_statistics(phi - correction), summary
+    return llc_statistics(phi - correction), summary, phi - correction
 
 
 def step_size_bias_message(bias: dict[str, Any], applied: bool, llc_se: float, kernel: str) -> str | None:
