@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -15,6 +15,8 @@ import numpy as np
 from lambda_hat.checks import boolean, positive_int
 from lambda_hat.diagnostics import (
     PARETO_K_MAX,
+    basin_message,
+    basin_statistics,
     below_wstar_message,
     importance_message,
     importance_shift_message,
@@ -22,6 +24,7 @@ from lambda_hat.diagnostics import (
     invalid_chains_message,
     llc_statistics,
     negative_llc_message,
+    observable_statistics,
     rhat_message,
     stationarity_message,
     step_size_bias_message,
@@ -178,6 +181,7 @@ def sample(
     batch_size: int | None = None,
     chunk_size: int | None = None,
     mask: Any = None,
+    observables: Mapping[str, Any] | None = None,
     devices: Any = None,
     progress: bool = False,
     save_positions: bool = False,
@@ -209,6 +213,11 @@ def sample(
         chunk_size: examples per chunk when evaluating the full-batch loss.
         mask: sample only some weights (weight-restricted LLC): a pytree of booleans shaped like
             ``params`` or a predicate ``mask(path, leaf) -> bool``; see LocalPosterior.
+        observables: ``{name: dataset}``, other datasets shaped like ``data`` on which the mean
+            loss is recorded at every kept draw (one pass over each per draw). Each gives a
+            data-refined LLC λ̂_k = nβ·(E_p[L_k(w)] − L_k(w*)) at the same posterior, in
+            ``diagnostics["observables"][name]`` with its MCSE and the covariance of L_k with
+            the sampling loss.
         devices: where to run the chains: None = all of ``jax.devices()``, an int k = the first k,
             or a list of devices. With several devices the chains are split evenly over them (each
             device runs a block; ``num_chains`` is padded up to a multiple of the device count with
@@ -249,8 +258,9 @@ def sample(
     warn_stationarity = boolean("warn_stationarity", warn_stationarity)
     loss_fn, params = adapt_model(loss_fn, params)
     posterior = LocalPosterior(
-        loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size, mask=mask
-    )
+        loss_fn, params, data, beta=beta, nbeta=nbeta, gamma=gamma, chunk_size=chunk_size, mask=mask,
+        observables=observables,
+    )  # fmt: skip
     run = _run_settings(
         spec, posterior, options, num_chains, num_draws, num_warmup, batch_size, progress, save_positions
     )
@@ -308,6 +318,7 @@ class _RunSettings(NamedTuple):
             n=posterior.n,
             dim=posterior.dim,
             masked=masked,
+            observables=list(posterior.observable_names),
             dtype=str(posterior.dtype),
             devices=devices,
             chunk_size=posterior.chunk_size,
@@ -414,9 +425,10 @@ def _assemble(
     if step_bias is not None:
         diagnostics["step_size_bias"] = step_bias
     messages.extend(spec.messages(info, valid))
-    if out.virial is not None:
+    terms = out.draw_terms
+    if terms is not None:
         virial = virial_statistics(
-            np.asarray(out.virial)[valid], np.asarray(posterior.group_sizes), posterior.group_names
+            np.asarray(terms.virial)[valid], np.asarray(posterior.group_sizes), posterior.group_names
         )
         diagnostics["virial"] = virial
         advice = spec.bias_advice
@@ -426,6 +438,21 @@ def _assemble(
                 " what remains is of order step_size²)"
             )
         messages.append(virial_message(virial, spec.name, advice, spec.virial_tolerance))
+        basin = basin_statistics(
+            np.asarray(terms.distance_sq)[valid], llc_trace[valid], posterior.dim, float(posterior.gamma)
+        )
+        diagnostics["basin"] = basin
+        messages.append(basin_message(basin, float(posterior.gamma)))
+        if terms.observables is not None:
+            weighted = importance.get("llc_source") == "importance-weighted"
+            diagnostics["observables"] = observable_statistics(
+                np.asarray(terms.observables)[valid],
+                excess[valid],
+                posterior.observable_names,
+                np.asarray(posterior.observable_loss_at_wstar),
+                nbeta,
+                np.asarray(out.log_weights)[valid] if weighted else None,
+            )
     if warn_stationarity:
         messages.append(stationarity_message(grad_norm, stationarity_shift, stats["llc"], stats["llc_se"]))
     if exact_trace:

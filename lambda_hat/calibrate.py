@@ -347,7 +347,7 @@ def calibrate(
         accept = getattr(out.info, "mala_acceptance", None)
         if accept is None:
             accept = jnp.full((num_chains,), jnp.nan, posterior.dtype)
-        return out.excess_loss, accept, out.virial
+        return out.excess_loss, accept, out.draw_terms.virial
 
     start = time.perf_counter()
     dtype = posterior.dtype

@@ -447,3 +447,146 @@ def negative_llc_message(llc: float) -> str | None:
         f"λ̂ = {llc:.3g} < 0: draws fall below L_n(w*), so w* is not a local minimum "
         "of the loss (train further or check w*)"
     )
+
+
+BASIN_GROWTH_MAX = 0.10  # mean ‖w − w*‖² growing by more than this between thirds of the draws ...
+BASIN_TREND_Z = 4.0  # ... and by more than this many standard errors: the chains are leaving
+
+
+def _thirds_trend(trace: np.ndarray) -> tuple[float, float]:
+    """(relative growth, z) of a positive (chains, draws) trace's mean from the first to the last
+    third of the draws; z uses each third's MCSE. NaN for fewer than 12 draws."""
+    draws = trace.shape[1]
+    if draws < 12:
+        return float("nan"), float("nan")
+    first, first_se = _mean_and_mcse(trace[:, : draws // 3])
+    last, last_se = _mean_and_mcse(trace[:, -(draws // 3) :])
+    spread = math.hypot(first_se, last_se)
+    growth = last / first - 1 if first != 0 else float("nan")
+    z = (last - first) / spread if spread > 0 else (0.0 if last == first else math.copysign(math.inf, last - first))
+    return float(growth), float(z)
+
+
+def basin_statistics(distance_sq: np.ndarray, llc_trace: np.ndarray, dim: int, gamma: float) -> dict[str, Any]:
+    """Where the chains are relative to w* and to the localizer's scale, and whether they drift.
+
+    The localized posterior p ∝ exp(−nβ(L_n − L*) − (γ/2)‖v‖²), v = w − w*, is meant to sit in
+    w*'s basin. Chains start at w*; when the basin is wider than the localizer's scale 1/√γ per
+    weight (or the loss keeps falling away from w*), they keep moving outward during the run and
+    λ̂ measures how far they got, not the basin. Two numbers show this: the localizer's share of
+    the virial identity, γ·E‖v‖²/d (E[v·nβ∇L_n]/d + γE‖v‖²/d = 1; a share near 1 means the
+    localizer, not the loss, sets the width in most directions), and the trend of E‖v‖² over the
+    draws: its relative growth from the first to the last third, in units of the thirds' MCSE.
+
+    Args:
+        distance_sq: (chains, draws) ‖w_t − w*‖² over the sampled coordinates, valid chains only.
+        llc_trace: (chains, draws) the per-draw λ̂ of the same chains (its trend is reported too).
+        dim: d, the number of sampled coordinates.
+        gamma: γ, the localization strength.
+
+    Returns:
+        dict with ``rms_distance`` (√(E‖v‖²/d), per sampled weight), ``localizer_scale`` (1/√γ;
+        inf at γ = 0), ``localizer_share`` (γ·E‖v‖²/d), ``distance_growth`` and ``distance_z``
+        (the first-to-last-third growth of E‖v‖² and its z-score), and ``llc_growth`` / ``llc_z``
+        (the same for the λ̂ trace). Growths and z-scores are NaN with fewer than 12 draws.
+    """
+    d2 = np.asarray(distance_sq, np.float64)
+    mean_sq = float(d2.mean())
+    growth, z = _thirds_trend(d2)
+    llc_growth, llc_z = _thirds_trend(np.asarray(llc_trace, np.float64))
+    return {
+        "rms_distance": math.sqrt(mean_sq / dim),
+        "localizer_scale": 1 / math.sqrt(gamma) if gamma > 0 else math.inf,
+        "localizer_share": gamma * mean_sq / dim,
+        "distance_growth": growth,
+        "distance_z": z,
+        "llc_growth": llc_growth,
+        "llc_z": llc_z,
+    }
+
+
+def basin_message(basin: dict[str, Any], gamma: float) -> str | None:
+    """The warning for chains that are still moving away from w* over the kept draws.
+
+    Fires when E‖w − w*‖² grows by more than ``BASIN_GROWTH_MAX`` from the first to the last
+    third of the draws and by more than ``BASIN_TREND_Z`` standard errors.
+
+    Args:
+        basin: the output of :func:`basin_statistics`.
+        gamma: γ of the run (for the advice).
+
+    Returns:
+        The warning text, or None.
+    """
+    growth, z = basin["distance_growth"], basin["distance_z"]
+    if not (growth > BASIN_GROWTH_MAX and z > BASIN_TREND_Z):
+        return None
+    trend = ""
+    if basin["llc_z"] > BASIN_TREND_Z:
+        trend = f"; the λ̂ trace rose by {basin['llc_growth']:+.0%} over the same draws"
+    suggestion = f"e.g. gamma={10 * gamma:g}" if gamma > 0 else "gamma > 0"
+    return (
+        f"chains are leaving w*'s basin: the mean ‖w − w*‖² grew by {growth:+.0%} from the first to the last third "
+        f"of the draws (z = {z:.1f}), to an rms distance of {basin['rms_distance']:.3g} per sampled weight against "
+        f"the localizer's scale 1/√γ = {basin['localizer_scale']:.3g}{trend}. λ̂ then measures how far the chains "
+        f"wandered in this run, not the basin at w*. Raise gamma ({suggestion}) so the localizer holds the chains "
+        "near w*, and compare λ̂ across γ with lambda_hat.calibrate(..., gammas=[...]); if λ̂ does not depend on "
+        "γ there, the chains only need a longer num_warmup"
+    )
+
+
+def observable_statistics(
+    observables: np.ndarray,
+    sampling_excess: np.ndarray,
+    names: tuple[str, ...],
+    loss_at_wstar: np.ndarray,
+    nbeta: float,
+    log_weights: np.ndarray | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Data-refined LLCs: λ̂_k = nβ·E_p[L_k(w) − L_k(w*)] for each observable dataset k, at the
+    draws of the sampling posterior, and the covariance of L_k with the sampling loss.
+
+    The posterior p is the one of the sampling data (its L_n and nβ); only the loss averaged
+    differs. On a dataset from the sampling distribution λ̂_k estimates the same λ as λ̂ (up to
+    the finite-sample difference between the two datasets' losses); on another distribution it
+    measures the sampled weights' effect on that data (Wang et al. 2024). ``loss_covariance`` is
+    Cov_p(L_k(w), L(w)) with L the recorded sampling loss (the minibatch loss for stochastic
+    gradient kernels: its noise is independent of L_k given w, so the covariance is unbiased);
+    −nβ·Cov_p(L_k, L) is the response of E_p[L_k] to a change of nβ (a susceptibility).
+
+    Args:
+        observables: (chains, draws, k) per-draw L_k(w_t) − L_k(w*) of the valid chains.
+        sampling_excess: (chains, draws) the recorded sampling L(w_t) − L_n(w*) at the same draws.
+        names: the k observable names.
+        loss_at_wstar: (k,) L_k(w*).
+        nbeta: nβ of the run (the product, not β).
+        log_weights: (chains, draws) normalised log importance weights when the draws come from
+            a proposal and λ̂ is importance-weighted (VI); None for equally weighted draws.
+
+    Returns:
+        {name: {"llc", "llc_se", "loss_at_wstar", "loss_covariance"}} plus ``ess`` and ``rhat``
+        for equally weighted draws (``ess_per_chain`` of the importance weights otherwise).
+    """
+    obs = np.asarray(observables, np.float64)
+    base = np.asarray(sampling_excess, np.float64)
+    if log_weights is None:
+        weights = np.full(base.shape, 1.0 / base.shape[1])
+    else:
+        weights = np.exp(np.asarray(log_weights, np.float64))
+        weights = weights / weights.sum(axis=1, keepdims=True)
+    out: dict[str, dict[str, Any]] = {}
+    for j, name in enumerate(names):
+        trace = nbeta * obs[..., j]
+        if log_weights is None:
+            s = llc_statistics(trace)
+            entry = {"llc": s["llc"], "llc_se": s["llc_se"], "ess": s["ess"], "rhat": s["rhat"]}
+        else:
+            s = importance_statistics(trace, log_weights)
+            entry = {"llc": s["llc"], "llc_se": s["llc_se"], "ess_per_chain": s["ess_per_chain"]}
+        a, b = obs[..., j], base
+        a_mean = np.sum(weights * a, axis=1, keepdims=True)
+        b_mean = np.sum(weights * b, axis=1, keepdims=True)
+        entry["loss_covariance"] = float(np.mean(np.sum(weights * (a - a_mean) * (b - b_mean), axis=1)))
+        entry["loss_at_wstar"] = float(loss_at_wstar[j])
+        out[name] = entry
+    return out

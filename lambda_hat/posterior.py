@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,44 +31,79 @@ LossFn = Callable[[Any, Any], jax.Array]
 DEFAULT_CHUNK_SIZE = 8192
 
 
-def _leading_length(data: Any) -> int:
+def _leading_length(data: Any, what: str = "data") -> int:
     leaves_with_path = jax.tree_util.tree_flatten_with_path(data)[0]
     if not leaves_with_path:
-        raise ValueError("data: expected a pytree of arrays sharing a leading axis of length n, got no arrays")
+        raise ValueError(f"{what}: expected a pytree of arrays sharing a leading axis of length n, got no arrays")
     lengths = {}
     for path, leaf in leaves_with_path:
         shape = np.shape(leaf)
         name = jax.tree_util.keystr(path) or "<root>"
         if len(shape) == 0:
-            raise ValueError(f"data: leaf {name} is a scalar; every leaf needs a leading axis of length n")
+            raise ValueError(f"{what}: leaf {name} is a scalar; every leaf needs a leading axis of length n")
         lengths[name] = int(shape[0])
     if len(set(lengths.values())) != 1:
         detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
-        raise ValueError(f"data: all leaves must share the same leading length n, got {detail}")
+        raise ValueError(f"{what}: all leaves must share the same leading length n, got {detail}")
     return next(iter(lengths.values()))
 
 
-def _cast_data(data: Any, dtype: jnp.dtype) -> Any:
+def _cast_data(data: Any, dtype: jnp.dtype, what: str = "data") -> Any:
     """Floating leaves -> run dtype; integer/bool leaves (labels, indices) kept as they are."""
 
     def cast(path, leaf):
         name = jax.tree_util.keystr(path) or "<root>"
         kind = np.asarray(leaf).dtype if not isinstance(leaf, jax.Array) else leaf.dtype
         if jnp.issubdtype(kind, jnp.complexfloating):
-            raise TypeError(f"data: leaf {name} is complex; expected real arrays")
+            raise TypeError(f"{what}: leaf {name} is complex; expected real arrays")
         if not (jnp.issubdtype(kind, jnp.number) or jnp.issubdtype(kind, jnp.bool_)):
             raise TypeError(
-                f"data: leaf {name} has dtype {kind}; expected numeric arrays (floats are cast to "
+                f"{what}: leaf {name} has dtype {kind}; expected numeric arrays (floats are cast to "
                 f"the run dtype {jnp.dtype(dtype).name}; integer and bool leaves are kept)"
             )
         arr = jnp.asarray(leaf)
         if jnp.issubdtype(arr.dtype, jnp.floating):
             arr = arr.astype(dtype)  # checked after the cast: float64 values beyond float32 overflow
             if not bool(jnp.all(jnp.isfinite(arr))):
-                raise ValueError(f"data: leaf {name} contains NaN or Inf (as {arr.dtype.name}); expected finite values")
+                raise ValueError(
+                    f"{what}: leaf {name} contains NaN or Inf (as {arr.dtype.name}); expected finite values"
+                )
         return arr
 
     return jax.tree_util.tree_map_with_path(cast, data)
+
+
+def _observable_datasets(observables: Any, data: Any, dtype: jnp.dtype) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """(names, datasets cast to the run dtype) of ``observables``, each checked to have the
+    structure of ``data`` and a leading axis of at least one example."""
+    if observables is None:
+        return (), ()
+    if not isinstance(observables, Mapping) or not observables:
+        raise TypeError(
+            f"observables: expected a non-empty dict {{name: dataset}} of datasets shaped like data, got "
+            f"{type(observables).__name__}"
+        )
+    names, datasets = [], []
+    structure = jax.tree.structure(data)
+    for name, dataset in observables.items():
+        if not isinstance(name, str):
+            raise TypeError(f"observables: expected string names, got {name!r}")
+        what = f"observables[{name!r}]"
+        if jax.tree.structure(dataset) != structure:
+            raise ValueError(
+                f"{what}: expected a dataset with the pytree structure of data ({structure}), got "
+                f"{jax.tree.structure(dataset)}"
+            )
+        _leading_length(dataset, what)
+        for a, b in zip(jax.tree.leaves(dataset), jax.tree.leaves(data)):
+            if np.shape(a)[1:] != np.shape(b)[1:]:
+                raise ValueError(
+                    f"{what}: a leaf of shape {np.shape(a)} where data has {np.shape(b)}; expected the "
+                    "same shape after the leading (example) axis"
+                )
+        names.append(name)
+        datasets.append(_cast_data(dataset, dtype, what))
+    return tuple(names), tuple(datasets)
 
 
 def _key_name(entry: Any) -> Any:
@@ -227,6 +262,31 @@ def _register_dataclass_pytree(cls: type) -> type:
     return cls
 
 
+class DrawTerms(NamedTuple):
+    """What every kernel records at each kept draw w, besides its loss (:meth:`LocalPosterior.draw_terms`).
+
+    Attributes:
+        virial: (num_groups,) group means of v_i·∂_iU, v = w − w* (the self-check; 1 in
+            expectation under the posterior).
+        distance_sq: scalar ‖w − w*‖² over the sampled coordinates (the basin-exit check
+            compares it with the localizer's scale d/γ and looks for a trend over the draws).
+        observables: (num_observables,) L_k(w) − L_k(w*), the mean loss on each observable
+            dataset k (the data-refined LLC), or None when the posterior has no observables.
+    """
+
+    virial: jax.Array
+    distance_sq: jax.Array
+    observables: jax.Array | None
+
+
+def _observable_losses_at_wstar(posterior: LocalPosterior) -> jax.Array:
+    """(num_observables,) L_k(w*) on each observable dataset, in one program."""
+    return jnp.stack([posterior.mean_loss(posterior.w_star, d) for d in posterior.observable_data])
+
+
+_OBSERVABLES_AT_WSTAR = jax.jit(_observable_losses_at_wstar)
+
+
 def _at_wstar(posterior: LocalPosterior) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(L_n(w*), ‖g‖², gᵀHg) with g = ∇L_n(w*), H the Hessian there: what the posterior needs at
     w*, in one program."""
@@ -264,6 +324,10 @@ class LocalPosterior:
             the string ``jax.tree_util.keystr`` gives (e.g. ``"['params']['dense1']['kernel']"``;
             so ``lambda path, leaf: "dense1" in path``). Unselected weights stay at w*; the
             localizer acts on the selected ones only.
+        observables: ``{name: dataset}``, datasets with the structure of ``data`` (any number
+            of examples, at least one) on which the mean loss L_k(w) = loss_fn(w, dataset_k) is
+            recorded at every kept draw (the full dataset, in chunks of ``chunk_size``), for the
+            data-refined LLC λ̂_k = nβ·E_p[L_k(w) − L_k(w*)]. They do not change the posterior.
 
     The constructor validates and casts; the result is a dataclass pytree whose leaves are the
     arrays below and whose static part is the loss function, the parameter layout, n, the chunk
@@ -282,11 +346,14 @@ class LocalPosterior:
     free_idx: jax.Array | None  # flat indices of the sampled coordinates when masked
     group_ids: jax.Array  # (d,) parameter-leaf group of each sampled coordinate
     group_sizes: jax.Array  # (num_groups,)
+    observable_data: tuple[Any, ...]  # the observable datasets, cast to the run dtype
+    observable_loss_at_wstar: jax.Array  # (num_observables,) L_k(w*)
     loss_fn: LossFn = _static()
     spec: FlatSpec = _static()
     n: int = _static()
     chunk_size: int = _static()
     group_names: tuple[str, ...] = _static()
+    observable_names: tuple[str, ...] = _static()
 
     def __init__(
         self,
@@ -299,6 +366,7 @@ class LocalPosterior:
         gamma: float = 1.0,
         chunk_size: int | None = None,
         mask: Any = None,
+        observables: Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(
@@ -337,11 +405,24 @@ class LocalPosterior:
         self._check_loss_output()
         zero = jnp.asarray(0.0, dtype)
         self.loss_at_wstar = self.grad_sq_at_wstar = self.grad_hess_grad_at_wstar = zero
+        self.observable_names, self.observable_data = _observable_datasets(observables, data, dtype)
+        self.observable_loss_at_wstar = jnp.zeros((len(self.observable_names),), dtype)
         self.loss_at_wstar, self.grad_sq_at_wstar, self.grad_hess_grad_at_wstar = _AT_WSTAR(self)
         if not bool(jnp.isfinite(self.loss_at_wstar)):
             raise ValueError(
                 f"loss_fn: the loss at w* (params) is {float(self.loss_at_wstar)}; expected a finite value"
             )
+        if self.observable_names:
+            for name, d in zip(self.observable_names, self.observable_data):
+                self._check_loss_output(d, f"observables[{name!r}]")
+            self.observable_loss_at_wstar = _OBSERVABLES_AT_WSTAR(self)
+            bad = [
+                k
+                for k, v in zip(self.observable_names, np.asarray(self.observable_loss_at_wstar))
+                if not np.isfinite(v)
+            ]
+            if bad:
+                raise ValueError(f"observables: the loss at w* is not finite on {bad}; expected finite values")
 
     def replace(self, **leaves: Any) -> LocalPosterior:
         """A copy with ``nbeta`` and/or ``gamma`` replaced (e.g. inside a vmapped sweep).
@@ -413,12 +494,13 @@ class LocalPosterior:
             flat = full
         return self.spec.unravel_numpy(flat)
 
-    def _check_loss_output(self) -> None:
-        batch = jax.tree.map(lambda x: x[:2], self.data)
+    def _check_loss_output(self, data: Any = None, what: str = "data") -> None:
+        data = self.data if data is None else data
+        batch = jax.tree.map(lambda x: x[:2], data)
         try:
             out = jax.eval_shape(self.loss_fn, self.unravel(self.w_star), batch)
         except Exception as err:  # re-raised with context
-            raise ValueError(f"loss_fn: calling loss_fn(params, batch) on a batch of 2 examples failed: {err}") from err
+            raise ValueError(f"loss_fn: calling loss_fn(params, batch) on 2 examples of {what} failed: {err}") from err
         if not hasattr(out, "shape") or out.shape != ():
             raise ValueError(
                 f"loss_fn: expected a scalar (the mean loss over the batch), got shape {getattr(out, 'shape', type(out))}"
@@ -441,20 +523,34 @@ class LocalPosterior:
     def full_loss(self, w: jax.Array) -> jax.Array:
         """L_n(w): the mean loss over all n examples, in chunks of ``chunk_size``.
 
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+
+        Returns:
+            Scalar L_n(w), the mean over all n examples (see :meth:`mean_loss`).
+        """
+        return self.mean_loss(w, self.data)
+
+    def mean_loss(self, w: jax.Array, data: Any) -> jax.Array:
+        """The mean loss over every example of ``data`` at flat w, in chunks of ``chunk_size``.
+
         Chunks run in a lax.scan whose body is rematerialised (jax.checkpoint), so neither the
         forward nor the backward pass holds more than one chunk's activations.
 
         Args:
             w: (d,) flat vector of the sampled coordinates.
+            data: a pytree of arrays with the structure of ``data`` (e.g. the sampling data or an
+                observable dataset).
 
         Returns:
-            Scalar L_n(w), the mean over all n examples (a remainder chunk is weighted by its size).
+            Scalar mean loss over all of ``data``'s examples (a remainder chunk is weighted by its
+            size).
         """
-        n, chunk = self.n, self.chunk_size
+        n, chunk = jax.tree.leaves(data)[0].shape[0], self.chunk_size
         if n <= chunk:
-            return self.batch_loss(w, self.data)
+            return self.batch_loss(w, data)
         num_chunks, rest = divmod(n, chunk)
-        head = jax.tree.map(lambda x: x[: num_chunks * chunk].reshape((num_chunks, chunk) + x.shape[1:]), self.data)
+        head = jax.tree.map(lambda x: x[: num_chunks * chunk].reshape((num_chunks, chunk) + x.shape[1:]), data)
 
         @jax.checkpoint
         def chunk_sum(batch):
@@ -465,7 +561,7 @@ class LocalPosterior:
 
         total, _ = jax.lax.scan(body, jnp.zeros((), self.dtype), head)
         if rest:
-            tail = jax.tree.map(lambda x: x[num_chunks * chunk :], self.data)
+            tail = jax.tree.map(lambda x: x[num_chunks * chunk :], data)
             total = total + self.batch_loss(w, tail) * rest
         return total / n
 
@@ -564,6 +660,25 @@ class LocalPosterior:
         t = (w - self.w_star) * grad_potential
         sums = jax.ops.segment_sum(t, self.group_ids, num_segments=len(self.group_names))
         return sums / self.group_sizes.astype(t.dtype)
+
+    def draw_terms(self, w: jax.Array, grad_potential: jax.Array) -> DrawTerms:
+        """What a kernel records at a kept draw w besides its loss: the virial terms
+        (:meth:`virial_terms`), ‖w − w*‖², and the excess loss on each observable dataset.
+
+        Args:
+            w: (d,) flat vector of the sampled coordinates.
+            grad_potential: (d,) ∇U at ``w`` (full batch or an unbiased minibatch estimate).
+
+        Returns:
+            A :class:`DrawTerms`; its ``observables`` is None when the posterior has none (each
+            observable costs one pass over its dataset per draw).
+        """
+        v = w - self.w_star
+        observables = None
+        if self.observable_names:
+            losses = jnp.stack([self.mean_loss(w, d) for d in self.observable_data])
+            observables = losses - self.observable_loss_at_wstar
+        return DrawTerms(self.virial_terms(w, grad_potential), jnp.dot(v, v), observables)
 
     def sample_batch(self, key: jax.Array, batch_size: int) -> Any:
         """A minibatch of ``batch_size`` examples drawn uniformly with replacement.

@@ -187,8 +187,31 @@ class LLCResult:
                     else ""
                 )
             )
+        basin = d.get("basin")
+        if isinstance(basin, dict):
+            lines.append(
+                f"  distance from w*: rms {basin['rms_distance']:.3g} per weight (localizer scale 1/√γ = "
+                f"{basin['localizer_scale']:.3g}; share γ·E‖v‖²/d = {basin['localizer_share']:.3g})"
+                f"   ‖w − w*‖² trend over the draws {basin['distance_growth']:+.1%} (z = {basin['distance_z']:.1f})"
+            )
+        for name, obs in (d.get("observables") or {}).items():
+            lines.append(
+                f"  observable {name!r}: λ̂ = {obs['llc']:.4g} ± {obs['llc_se']:.2g}   L(w*) = {obs['loss_at_wstar']:.6g}"
+            )
         for key, value in d.items():
-            if key in ("ess", "rhat", "grad_norm_at_wstar", "ess_per_chain", "llc_sd", "virial"):
+            if key in (
+                "ess",
+                "rhat",
+                "grad_norm_at_wstar",
+                "ess_per_chain",
+                "llc_sd",
+                "virial",
+                "basin",
+                "observables",
+            ):
+                continue
+            if isinstance(value, dict):
+                lines.append(f"  {key}: " + ", ".join(f"{k} = {_short(v)}" for k, v in value.items()))
                 continue
             if isinstance(value, str):
                 lines.append(f"  {key}: {value}")
@@ -311,9 +334,33 @@ class LLCResult:
         positions = {k[len("positions__") :]: v for k, v in arrays.items() if k.startswith("positions__")} or None
         kwargs = {name: arrays[name] for name in _ARRAY_FIELDS}
         kwargs.update(meta)
+        if isinstance(kwargs.get("diagnostics"), dict):  # "nan"/"inf" strings back to floats, at any depth
+            kwargs["diagnostics"] = _restore_non_finite(kwargs["diagnostics"])
         for key, kind in [*((k, float) for k in _FLOAT_FIELDS), ("grad_evals", int)]:
             try:
                 kwargs[key] = kind(kwargs[key])
             except (TypeError, ValueError) as err:
                 raise ValueError(f"{json_path}: field {key!r}: expected a number, got {kwargs[key]!r}") from err
         return cls(extra=extra, positions=positions, **kwargs)
+
+
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _restore_non_finite(value: Any) -> Any:
+    """Undo :func:`_jsonable`'s non-finite floats: the strings "nan", "inf" and "-inf" (at any
+    depth of dicts and lists) become floats again."""
+    if isinstance(value, dict):
+        return {k: _restore_non_finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore_non_finite(v) for v in value]
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    return value
+
+
+def _short(value: Any) -> str:
+    """A number as 4 significant digits; anything else as str."""
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    return str(value)

@@ -221,11 +221,11 @@ def run_adjusted_mclmc(
             steps = steps + jnp.asarray(info.num_integration_steps, jnp.int32)
             moves = moves + jnp.any(new.position != state.position).astype(jnp.int32)
             position = padded.unpad(new.position) if save_positions else None
-            virial = posterior.virial_terms(padded.unpad(new.position), -padded.unpad(new.logdensity_grad))
-            return (new, acc, div, steps, moves), (excess, position, virial)
+            terms = posterior.draw_terms(padded.unpad(new.position), -padded.unpad(new.logdensity_grad))
+            return (new, acc, div, steps, moves), (excess, position, terms)
 
         zero_i = jnp.zeros((), jnp.int32)
-        (_, acc, div, steps, moves), (excess, positions, virial) = jax.lax.scan(
+        (_, acc, div, steps, moves), (excess, positions, terms) = jax.lax.scan(
             draw, (state, jnp.zeros((), dtype), zero_i, zero_i, zero_i), jax.random.split(k_draw, num_draws)
         )
         params_ok = jnp.isfinite(ell) & (ell > 0) & jnp.isfinite(eps) & (eps > 0)
@@ -240,9 +240,9 @@ def run_adjusted_mclmc(
             tuning_steps=jnp.asarray(tuning_steps(num_warmup) if tune else 0, jnp.int32),
             warmup_grad_evals=1 + 2 * warm_integration_steps,
         )
-        return excess, valid, info, positions, virial, 1 + 2 * (warm_integration_steps + steps)
+        return excess, valid, info, positions, terms, 1 + 2 * (warm_integration_steps + steps)
 
-    excess, valid, info, positions, virial, evals = jax.vmap(one_chain)(chain_keys(key, num_chains, first_chain))
+    excess, valid, info, positions, terms, evals = jax.vmap(one_chain)(chain_keys(key, num_chains, first_chain))
     return KernelOutput(
         excess_loss=excess,
         valid=valid,
@@ -250,7 +250,7 @@ def run_adjusted_mclmc(
         grad_evals=evals,
         data_passes=evals.astype(dtype),
         positions=positions,
-        virial=virial,
+        draw_terms=terms,
     )
 
 

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from lambda_hat.posterior import DrawTerms
+
 
 class KernelOutput(NamedTuple):
     """What a kernel's jitted run returns (all arrays, leading axis = chains).
@@ -35,10 +37,12 @@ class KernelOutput(NamedTuple):
             they appear in ``LLCResult.extra``. None when there are none.
         positions: (chains, draws, d) flat positions whose losses are ``excess_loss`` (sampled
             coordinates only when masked), when the run was asked to save them; otherwise None.
-        virial: (chains, draws, num_groups) per-draw group means of v_i·∂_iU (see
-            ``LocalPosterior.virial_terms``) at the same draws as ``excess_loss``, from the gradient
-            the kernel already computed there; the self-check E_p[v_i ∂_iU] = 1. None when the
-            kernel does not provide it.
+        draw_terms: what :meth:`LocalPosterior.draw_terms` records at the same draws as
+            ``excess_loss``, from the gradient the kernel already computed there, with leading axes
+            (chains, draws): ``virial`` (chains, draws, num_groups), the group means of v_i·∂_iU
+            (the self-check E_p[v_i ∂_iU] = 1); ``distance_sq`` (chains, draws), ‖w − w*‖²; and
+            ``observables`` (chains, draws, num_observables) or None. None when the kernel does not
+            provide them.
         log_weights: (chains, draws) normalised log importance weights of the draws within each chain
             (Pareto-smoothed; their exps sum to 1 per chain) when the draws come from a proposal
             rather than the posterior itself (VI). None for MCMC draws (equal weights).
@@ -61,12 +65,25 @@ class KernelOutput(NamedTuple):
     data_passes: jax.Array
     traces: Mapping[str, jax.Array] | None = None
     positions: jax.Array | None = None
-    virial: jax.Array | None = None
+    draw_terms: DrawTerms | None = None
     log_weights: jax.Array | None = None
     pareto_k: jax.Array | None = None
     excess_loss_cv: jax.Array | None = None
     step_bias_terms: jax.Array | None = None
     step_bias_correction: jax.Array | None = None
+
+
+def draws_first(tree: Any) -> Any:
+    """Swap the two leading axes of every leaf: a scan's (draws, chains, ...) outputs as
+    (chains, draws, ...), the layout of :class:`KernelOutput`.
+
+    Args:
+        tree: a pytree of arrays with at least two axes each (None leaves stay None).
+
+    Returns:
+        The same pytree with axes 0 and 1 of every leaf swapped.
+    """
+    return jax.tree.map(lambda x: jax.numpy.swapaxes(x, 0, 1), tree)
 
 
 def info_dict(info: Any) -> dict[str, np.ndarray]:

@@ -140,8 +140,8 @@ def _draws(posterior, kernel, logdensity, extra, warm: _Warmup, key, num_draws, 
             steps + jnp.asarray(info.num_integration_steps, jnp.int32),
             moves + jnp.any(new.position != state.position).astype(jnp.int32),
         )
-        virial = posterior.virial_terms(new.position, -new.logdensity_grad)
-        return carry, (excess, virial, new.position if save_positions else None)
+        terms = posterior.draw_terms(new.position, -new.logdensity_grad)
+        return carry, (excess, terms, new.position if save_positions else None)
 
     zero_i = jnp.zeros((), jnp.int32)
     init = (warm.state, jnp.zeros((), dtype), zero_i, zero_i, zero_i)
@@ -220,7 +220,7 @@ def _run_hmc_family(
     def one_chain(chain_key):
         k_warm, k_draw = jax.random.split(chain_key)
         warm = warmup(k_warm)
-        (_, acc, div, steps, moves), (excess, virial, positions) = _draws(
+        (_, acc, div, steps, moves), (excess, terms, positions) = _draws(
             posterior, kernel, logdensity, extra, warm, k_draw, num_draws, save_positions
         )
         eps, imm = warm.step_size, warm.inverse_mass_matrix
@@ -233,9 +233,9 @@ def _run_hmc_family(
             num_integration_steps=steps.astype(dtype) / num_draws,
             warmup_grad_evals=warm.integration_steps + 1,
         )
-        return excess, valid, info, 1 + warm.integration_steps + steps, positions, virial
+        return excess, valid, info, 1 + warm.integration_steps + steps, positions, terms
 
-    excess, valid, info, evals, positions, virial = jax.vmap(one_chain)(chain_keys(key, num_chains, first_chain))
+    excess, valid, info, evals, positions, terms = jax.vmap(one_chain)(chain_keys(key, num_chains, first_chain))
     return KernelOutput(
         excess_loss=excess,
         valid=valid,
@@ -243,7 +243,7 @@ def _run_hmc_family(
         grad_evals=evals,
         data_passes=evals.astype(dtype),
         positions=positions,
-        virial=virial,
+        draw_terms=terms,
     )
 
 

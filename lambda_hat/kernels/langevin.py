@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lambda_hat.kernels.base import KernelOutput
+from lambda_hat.kernels.base import KernelOutput, draws_first
 from lambda_hat.kernels.chains import run_chains
 from lambda_hat.posterior import LocalPosterior
 
@@ -193,16 +193,16 @@ def run_preconditioned(
     def chain_step(state, k_noise, batch, keep):
         excess, g = tempered_loss_and_grad(posterior, state.position, batch)
         localizer_grad = -posterior.gamma * (state.position - posterior.w_star)
-        virial = posterior.virial_terms(state.position, g - localizer_grad) if keep else None  # ∂U = g + γv
+        terms = posterior.draw_terms(state.position, g - localizer_grad) if keep else None  # ∂U = g + γv
         bias = None
         if keep and estimate_bias and batch is None:  # P is held fixed over the kept draws
             precond = preconditioner(state.second_moment, eps_)
             bias = step_bias_terms(0.5 * step, g, g - localizer_grad, precond)
         new_state = kernel(k_noise, state, g, localizer_grad, step, adapt=not (keep and freeze))
-        return new_state, (excess, (virial, bias))
+        return new_state, (excess, (terms, bias))
 
     init_states = jax.vmap(init_fn)(jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim)))
-    final, excess, (virial, bias), positions = run_chains(
+    final, excess, (terms, bias), positions = run_chains(
         key,
         posterior,
         init_states,
@@ -226,7 +226,7 @@ def run_preconditioned(
         grad_evals=evals,
         data_passes=evals * (used / posterior.n),
         positions=positions,
-        virial=jnp.swapaxes(virial, 0, 1),
+        draw_terms=draws_first(terms),
         step_bias_terms=None if bias is None else jnp.swapaxes(bias, 0, 1),
         step_bias_correction=None if bias is None else jnp.full((num_chains,), bool(step_size_correction)),
     )

@@ -190,11 +190,11 @@ def run_mclmc(
             moves = moves + jnp.any(new.position != state.position).astype(jnp.int32)
             position = padded.unpad(new.position) if save_positions else None
             grad_u = -padded.unpad(new.logdensity_grad)
-            virial = posterior.virial_terms(padded.unpad(new.position), grad_u)
-            return (new, nan_steps, moves), (excess, jnp.asarray(info.energy_change, dtype), position, virial)
+            terms = posterior.draw_terms(padded.unpad(new.position), grad_u)
+            return (new, nan_steps, moves), (excess, jnp.asarray(info.energy_change, dtype), position, terms)
 
         zero_i = jnp.zeros((), jnp.int32)
-        (_, nan_steps, moves), (excess, energy_change, positions, virial) = jax.lax.scan(
+        (_, nan_steps, moves), (excess, energy_change, positions, terms) = jax.lax.scan(
             draw, (state, zero_i, zero_i), jax.random.split(k_draw, num_draws)
         )
         params_ok = jnp.isfinite(ell) & (ell > 0) & jnp.isfinite(eps) & (eps > 0)
@@ -207,9 +207,9 @@ def run_mclmc(
             tuning_steps=jnp.asarray(warm_steps if tune else 0, jnp.int32),
             nan_steps=nan_steps,
         )
-        return excess, valid, info, positions, virial
+        return excess, valid, info, positions, terms
 
-    excess, valid, info, positions, virial = jax.vmap(one_chain)(chain_keys(key, num_chains, first_chain))
+    excess, valid, info, positions, terms = jax.vmap(one_chain)(chain_keys(key, num_chains, first_chain))
     evals = jnp.full((num_chains,), 1 + 2 * (warm_steps + num_draws), jnp.int32)
     return KernelOutput(
         excess_loss=excess,
@@ -218,7 +218,7 @@ def run_mclmc(
         grad_evals=evals,
         data_passes=evals.astype(dtype),
         positions=positions,
-        virial=virial,
+        draw_terms=terms,
     )
 
 

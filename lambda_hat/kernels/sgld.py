@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from lambda_hat.checks import boolean, positive_float
-from lambda_hat.kernels.base import KernelOutput, KernelSpec
+from lambda_hat.kernels.base import KernelOutput, KernelSpec, draws_first
 from lambda_hat.kernels.chains import run_chains
 from lambda_hat.kernels.langevin import step_bias_terms
 from lambda_hat.posterior import LocalPosterior
@@ -151,14 +151,14 @@ def run_sgld(
         accept = (
             mala_acceptance_probability(posterior, w, w_new, logp, grad, batch, h) if keep and mala_acceptance else None
         )
-        virial = posterior.virial_terms(w, -grad) if keep else None  # ∂U = −∇log p̂ at the draw
+        terms = posterior.draw_terms(w, -grad) if keep else None  # ∂U = −∇log p̂ at the draw
         bias = None
         if keep and batch is None:  # ∇φ = nβ∇L_n = ∂U − γ(w − w*)
             bias = step_bias_terms(h, -grad - posterior.gamma * (w - posterior.w_star), -grad)
-        return w_new, (excess, (accept, virial, bias))
+        return w_new, (excess, (accept, terms, bias))
 
     init = jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim))
-    _, excess, (accept, virial, bias), positions = run_chains(
+    _, excess, (accept, terms, bias), positions = run_chains(
         key,
         posterior,
         init,
@@ -181,7 +181,7 @@ def run_sgld(
         grad_evals=evals,
         data_passes=evals * (used / posterior.n),
         positions=positions,
-        virial=jnp.swapaxes(virial, 0, 1),
+        draw_terms=draws_first(terms),
         step_bias_terms=None if bias is None else jnp.swapaxes(bias, 0, 1),
         step_bias_correction=None if bias is None else jnp.full((num_chains,), step_size_correction),
     )

@@ -480,7 +480,7 @@ def run_vi(
         vs, excess, grads, log_weights, pareto_k = certify(
             jax.random.fold_in(k_draw, loop.round), posterior, state, num_draws
         )
-        virial = jax.vmap(lambda v, g: posterior.virial_terms(posterior.w_star + v, g))(vs, grads)
+        terms = jax.lax.map(lambda vg: posterior.draw_terms(posterior.w_star + vg[0], vg[1]), (vs, grads))
         r, se = coordinate_virial(vs, grads)
         deviation = jnp.abs(r - 1) / jnp.maximum(se, jnp.finfo(dtype).tiny)
         converged = virial_within(vs, grads, FINAL_VIRIAL_TOLERANCE, z_final)
@@ -489,7 +489,7 @@ def run_vi(
         out = {
             "excess": excess,
             "elbo": buf[:cap],
-            "virial": virial,
+            "draw_terms": terms,
             "log_weights": log_weights,
             "pareto_k": pareto_k,
             "weight_entropy": -jnp.sum(mfa.weights(state) * jax.nn.log_softmax(state.logits)),
@@ -542,7 +542,7 @@ def run_vi(
         data_passes=data_passes,
         traces={"elbo_trace": res["elbo"]},
         positions=res.get("positions"),
-        virial=res["virial"],
+        draw_terms=res["draw_terms"],
         log_weights=res["log_weights"],
         pareto_k=res["pareto_k"],
         excess_loss_cv=res["excess_cv"] if control_variate else None,
