@@ -13,6 +13,7 @@ from lambda_hat.checkpoints import CheckpointResults, sample_checkpoints
 from lambda_hat.kernels import KERNELS
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
+from lambda_hat.weight_groups import sample_masks
 
 try:  # the version is written once, in pyproject.toml
     __version__ = _metadata.version("lambda_hat")
@@ -30,6 +31,7 @@ __all__ = [
     "LocalPosterior",
     "sample",
     "sample_checkpoints",
+    "sample_masks",
     "targets",
     "theory",
     "__version__",

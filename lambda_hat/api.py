@@ -251,6 +251,11 @@ def sample(
         >>> bool(abs(r.llc - exact) < 4 * r.llc_se), r.diagnostics["virial"]["ratio"] > 0.9
         (True, True)
     """
+    if "masks" in kernel_options:
+        raise TypeError(
+            "masks: sample estimates one λ̂ (use mask= for one group of weights); for one λ̂ per group of "
+            "weights from one compilation use lambda_hat.sample_masks(loss_fn, params, data, masks, ...)"
+        )
     spec = get_kernel(kernel)
     options = _merge_options(spec, kernel_options)
     rng_key = as_key(key)
@@ -316,7 +321,7 @@ class _RunSettings(NamedTuple):
             gamma=float(posterior.gamma),
             batch_size=self.batch_size,
             n=posterior.n,
-            dim=posterior.dim,
+            dim=posterior.num_sampled,
             masked=masked,
             observables=list(posterior.observable_names),
             dtype=str(posterior.dtype),
@@ -427,9 +432,10 @@ def _assemble(
     messages.extend(spec.messages(info, valid))
     terms = out.draw_terms
     if terms is not None:
-        virial = virial_statistics(
-            np.asarray(terms.virial)[valid], np.asarray(posterior.group_sizes), posterior.group_names
-        )
+        sizes = np.asarray(posterior.group_sizes)
+        used = sizes > 0  # (a padded posterior's union of groups may hold empty ones)
+        names = tuple(name for name, u in zip(posterior.group_names, used) if u)
+        virial = virial_statistics(np.asarray(terms.virial)[valid][..., used], sizes[used], names)
         diagnostics["virial"] = virial
         advice = spec.bias_advice
         if step_bias is not None and step_bias["applied"]:
@@ -439,7 +445,7 @@ def _assemble(
             )
         messages.append(virial_message(virial, spec.name, advice, spec.virial_tolerance))
         basin = basin_statistics(
-            np.asarray(terms.distance_sq)[valid], llc_trace[valid], posterior.dim, float(posterior.gamma)
+            np.asarray(terms.distance_sq)[valid], llc_trace[valid], posterior.num_sampled, float(posterior.gamma)
         )
         diagnostics["basin"] = basin
         messages.append(basin_message(basin, float(posterior.gamma)))

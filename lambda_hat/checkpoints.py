@@ -23,7 +23,6 @@ call up to the rounding of that sum.
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,14 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lambda_hat.api import (
     LLCWarning,
     _assemble,
-    _avals,
-    _cached,
     _merge_options,
     _run_settings,
     as_key,
@@ -46,9 +42,8 @@ from lambda_hat.api import (
 from lambda_hat.checks import boolean, positive_int
 from lambda_hat.kernels import get_kernel
 from lambda_hat.posterior import LocalPosterior
-from lambda_hat.progress import say
 from lambda_hat.result import LLCResult
-from lambda_hat.sharding import block_program
+from lambda_hat.vectorised import run_vectorised
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -258,10 +253,6 @@ def _as_list(checkpoints: Any) -> list[Any]:
     return [jax.tree.unflatten(treedef, [x[k] for x in leaves]) for k in range(num)]
 
 
-def _stack(trees: Sequence[Any]) -> Any:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
 def sample_checkpoints(
     loss_fn: Callable[[Any, Any], jax.Array],
     checkpoints: Any,
@@ -364,33 +355,10 @@ def sample_checkpoints(
         spec, posteriors[0], options, num_chains, num_draws, num_warmup, batch_size, progress, save_positions
     )
     keys = [jax.random.fold_in(rng_key, k) for k in range(num)]
-
-    def pick(ks: list[int]):
-        ks = ks + [ks[-1]] * (group - len(ks))  # pad the last group with copies of its final checkpoint
-        return _stack([keys[k] for k in ks]), _stack([posteriors[k] for k in ks])
-
-    treedef, avals = _avals(pick([0])[1])
-    cache_key = ("checkpoints", spec.name, tuple(sorted(run.static.items())), treedef, avals, group)
-    if progress:
-        say(f"{spec.name}: {num} checkpoints in groups of {group}, d = {posteriors[0].dim}; compiling ...")
-    program = jax.jit(jax.vmap(block_program(spec.run, run.static), in_axes=(0, 0, None)))
-    compiled, compile_s = _cached(cache_key, lambda: program.lower(*pick([0]), jnp.int32(0)).compile())
-    if progress:
-        say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
-
-    outputs, run_s = [], 0.0
-    for first in range(0, num, group):
-        ks = list(range(first, min(first + group, num)))
-        start = time.perf_counter()
-        out = jax.tree.map(np.asarray, jax.block_until_ready(compiled(*pick(ks), jnp.int32(0))))
-        elapsed = time.perf_counter() - start
-        run_s += elapsed
-        outputs += [(k, jax.tree.map(lambda x, i=i: x[i], out), elapsed / len(ks)) for i, k in enumerate(ks)]
-        if progress:
-            say(f"{spec.name}: checkpoints {ks[0] + 1}–{ks[-1] + 1} of {num} sampled in {elapsed:.1f} s")
+    outputs, compile_s, run_s = run_vectorised(run, keys, posteriors, group, "checkpoints", progress)
 
     results = []
-    for k, out, seconds in outputs:
+    for k, (out, seconds) in enumerate(outputs):
         posterior = posteriors[k]
         grad_norm, shift = (float(x) for x in posterior.stationarity())
         config = run.config(

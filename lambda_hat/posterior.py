@@ -460,6 +460,55 @@ class LocalPosterior:
         return int(self.w_star.shape[0])
 
     @property
+    def num_sampled(self) -> int:
+        """The number of sampled weights, not counting padding coordinates (see :meth:`padded`);
+        equal to :attr:`dim` otherwise. A host-side int (not for use under jit)."""
+        return int(np.sum(np.asarray(self.group_sizes)))
+
+    def padded(self, dim: int, group_names: tuple[str, ...]) -> LocalPosterior:
+        """This masked posterior on ``dim`` >= d coordinates with the parameter groups ``group_names``,
+        so that posteriors of different masks share one shape and can be stacked (vmapped).
+
+        The d sampled coordinates come first; the ``dim − d`` padding coordinates are not written
+        into the parameters (the loss does not see them: ``unravel`` drops them), so under p they
+        are independent N(0, 1/γ) variables, whatever the kernel. They belong to no group and are
+        left out of the virial terms, of ‖w − w*‖² and of :attr:`num_sampled`; λ̂ is unchanged
+        in distribution (the sampled coordinates' law is the same).
+
+        Args:
+            dim: the common number of coordinates (>= :attr:`dim`).
+            group_names: the common group names, containing every name of this posterior's
+                ``group_names`` (groups with no sampled weight here get size 0).
+
+        Returns:
+            A new LocalPosterior sharing loss, data and w* with this one.
+
+        Raises:
+            ValueError: the posterior is not masked, ``dim`` is smaller than d, or a group is
+                missing from ``group_names``.
+        """
+        if self.free_idx is None:
+            raise ValueError("padded: only a masked posterior (mask=...) can be padded")
+        extra = int(dim) - self.dim
+        if extra < 0:
+            raise ValueError(f"padded: dim = {dim} is smaller than the {self.dim} sampled coordinates")
+        missing = [g for g in self.group_names if g not in group_names]
+        if missing:
+            raise ValueError(f"padded: group_names lacks {missing}")
+        index = np.array([group_names.index(g) for g in self.group_names], np.int32)
+        ids = np.concatenate([index[np.asarray(self.group_ids)], np.full(extra, len(group_names), np.int32)])
+        sizes = np.bincount(ids[ids < len(group_names)], minlength=len(group_names))
+        obj = object.__new__(type(self))
+        obj.__dict__.update(self.__dict__)
+        obj.w_star = jnp.concatenate([self.w_star, jnp.zeros((extra,), self.dtype)])
+        out_of_range = self.w_full.shape[0]  # scatter with mode="drop" skips these
+        obj.free_idx = jnp.concatenate([self.free_idx, jnp.full((extra,), out_of_range, self.free_idx.dtype)])
+        obj.group_ids = jnp.asarray(ids, jnp.int32)
+        obj.group_sizes = jnp.asarray(sizes, jnp.int32)
+        obj.group_names = tuple(group_names)
+        return obj
+
+    @property
     def dtype(self) -> jnp.dtype:
         """The run dtype (float64 with JAX_ENABLE_X64, else float32), that of w*."""
         return self.w_star.dtype
@@ -475,7 +524,7 @@ class LocalPosterior:
         """
         if self.free_idx is None:
             return self.spec.unravel(w)
-        return self.spec.unravel(self.w_full.at[self.free_idx].set(w))
+        return self.spec.unravel(self.w_full.at[self.free_idx].set(w, mode="drop"))  # padding: dropped
 
     def positions_tree(self, flat: np.ndarray) -> Any:
         """Sampled flat positions (..., d) on the host -> parameter pytree of numpy arrays with
@@ -487,10 +536,10 @@ class LocalPosterior:
         Returns:
             A pytree like ``params`` whose leaves are numpy arrays of shape (..., leaf shape…).
         """
-        flat = np.asarray(flat)
+        flat = np.asarray(flat)[..., : self.num_sampled]  # without padding coordinates (see padded)
         if self.free_idx is not None:
             full = np.broadcast_to(np.asarray(self.w_full), flat.shape[:-1] + self.w_full.shape).copy()
-            full[..., np.asarray(self.free_idx)] = flat
+            full[..., np.asarray(self.free_idx)[: self.num_sampled]] = flat
             flat = full
         return self.spec.unravel_numpy(flat)
 
@@ -659,7 +708,7 @@ class LocalPosterior:
         """
         t = (w - self.w_star) * grad_potential
         sums = jax.ops.segment_sum(t, self.group_ids, num_segments=len(self.group_names))
-        return sums / self.group_sizes.astype(t.dtype)
+        return sums / jnp.maximum(self.group_sizes, 1).astype(t.dtype)  # a group may be empty (padded)
 
     def draw_terms(self, w: jax.Array, grad_potential: jax.Array) -> DrawTerms:
         """What a kernel records at a kept draw w besides its loss: the virial terms
@@ -674,11 +723,13 @@ class LocalPosterior:
             observable costs one pass over its dataset per draw).
         """
         v = w - self.w_star
+        sampled = self.group_ids < len(self.group_names)  # False only on padding coordinates
         observables = None
         if self.observable_names:
             losses = jnp.stack([self.mean_loss(w, d) for d in self.observable_data])
             observables = losses - self.observable_loss_at_wstar
-        return DrawTerms(self.virial_terms(w, grad_potential), jnp.dot(v, v), observables)
+        distance_sq = jnp.sum(jnp.where(sampled, v * v, 0))
+        return DrawTerms(self.virial_terms(w, grad_potential), distance_sq, observables)
 
     def sample_batch(self, key: jax.Array, batch_size: int) -> Any:
         """A minibatch of ``batch_size`` examples drawn uniformly with replacement.
