@@ -75,10 +75,21 @@ def sample_masks(
             ``mask(path, leaf) -> bool`` with ``path`` the ``jax.tree_util.keystr`` string).
         group_size: masks per call of the compiled program (default: all at once). Memory grows
             with group_size × num_chains; a smaller group bounds it at no extra compilation.
-        kernel, key, num_chains, num_draws, num_warmup, beta, nbeta, gamma, batch_size,
-            chunk_size, observables, progress, save_positions, warn_stationarity: as for
-            ``sample``. Masks that select different numbers of weights need ``gamma > 0``
-            (the padding coordinates are N(0, 1/γ)).
+        kernel: the kernel's name, as for ``sample``.
+        key: an int seed or a PRNG key, used for every mask.
+        num_chains: chains per mask.
+        num_draws: kept draws per chain (the kernel's default when None).
+        num_warmup: warmup steps per chain (the kernel's default when None).
+        beta: inverse temperature β, as for ``sample``.
+        nbeta: nβ directly, as for ``sample`` (give at most one of beta / nbeta).
+        gamma: localization strength γ; masks that select different numbers of weights need
+            ``gamma > 0`` (the padding coordinates are N(0, 1/γ)).
+        batch_size: minibatch size for stochastic-gradient kernels (None = full batch).
+        chunk_size: examples per chunk of the full-batch loss.
+        observables: ``{name: dataset}`` recorded at every draw of every mask, as for ``sample``.
+        progress: print progress lines to stderr.
+        save_positions: also return each mask's sampled parameters (padding left out).
+        warn_stationarity: warn when ‖∇L_n(w*)‖ shifts E[λ̂] noticeably.
         **kernel_options: options of the chosen kernel, as for ``sample``.
 
     Returns:
