@@ -126,43 +126,64 @@ class CheckpointResults:
         test_loss: Sequence[float] | None = None,
         path: str | None = None,
     ) -> Figure:
-        """λ̂ ± 2·MCSE against the step, with optional loss curves (one value per checkpoint)
-        on a second axis. Needs matplotlib (the ``plots`` extra).
+        """λ̂ ± 2·MCSE against the step, with the data-refined λ̂ of every observable, and the
+        loss curves (one value per checkpoint) in a panel beside it. Needs matplotlib (the
+        ``plots`` extra).
+
+        The step axis is logarithmic (linear up to the smallest positive step) when the positive
+        steps span a factor of 100 or more, as log-spaced checkpoints usually do; the loss axis is
+        logarithmic when the losses are positive and span a factor of 100 or more.
 
         Args:
-            train_loss: the training loss at each checkpoint, plotted on the second axis; None
-                leaves it out.
+            train_loss: the training loss at each checkpoint; None leaves it out.
             test_loss: the test loss at each checkpoint, likewise.
             path: also save the figure to this file (format from its suffix); None saves nothing.
 
         Returns:
-            The matplotlib Figure.
+            The matplotlib Figure (one panel, or two with a loss curve).
 
         Raises:
             ValueError: if a loss curve does not have one value per checkpoint.
         """
         from lambda_hat.plotting import _pyplot
 
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.errorbar(self.steps, self.llc, yerr=2 * self.llc_se, marker="o", capsize=3, color="C0", label="λ̂ ± 2 se")
-        ax.set_xlabel("step")
-        ax.set_ylabel("λ̂", color="C0")
-        handles, labels = ax.get_legend_handles_labels()
-        if train_loss is not None or test_loss is not None:
-            loss_ax = ax.twinx()
-            for values, name, color in ((train_loss, "train loss", "C1"), (test_loss, "test loss", "C2")):
-                if values is None:
-                    continue
+        curves = {}
+        for values, name in ((train_loss, "train loss"), (test_loss, "test loss")):
+            if values is not None:
                 values = np.asarray(values, float)
                 if values.shape != self.steps.shape:
                     raise ValueError(f"{name.replace(' ', '_')}: expected {len(self.steps)} values, got {values.shape}")
-                loss_ax.plot(self.steps, values, ls="--", marker=".", color=color, label=name)
-            loss_ax.set_ylabel("loss")
-            more_handles, more_labels = loss_ax.get_legend_handles_labels()
-            handles, labels = handles + more_handles, labels + more_labels
-        ax.legend(handles, labels, loc="best", frameon=False)
-        ax.set_title(f"LLC over training ({self.results[0].kernel}, nβ = {self.results[0].nbeta:.4g})")
+                curves[name] = values
+        plt = _pyplot()
+        fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(11 if curves else 6.5, 4), squeeze=False)
+        ax = axes[0, 0]
+        ax.errorbar(self.steps, self.llc, yerr=2 * self.llc_se, marker="o", capsize=3, color="C0", label="λ̂ ± 2 MCSE")
+        names = sorted(self.results[0].diagnostics.get("observables", {})) if self.results else []
+        for j, name in enumerate(names):
+            llc, se = self.observable(name)
+            ax.errorbar(self.steps, llc, yerr=2 * se, marker="s", ms=4, capsize=2, ls="--", color=f"C{j + 3}",
+                        label=f"λ̂ on {name!r} ± 2 MCSE")  # fmt: skip
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set(
+            xlabel="step",
+            ylabel="λ̂",
+            title=f"λ̂ over training ({self.results[0].kernel}, nβ = {self.results[0].nbeta:.4g}, γ = {self.results[0].gamma:.3g})",
+        )
+        ax.legend(loc="best", frameon=False, fontsize=8)
+        if curves:
+            loss_ax = axes[0, 1]
+            for (name, values), color in zip(curves.items(), ("C1", "C2")):
+                loss_ax.plot(self.steps, values, marker=".", color=color, label=name)
+            every = np.concatenate(list(curves.values()))
+            if np.all(every > 0) and every.max() >= 100 * every.min():
+                loss_ax.set_yscale("log")
+            loss_ax.set(xlabel="step", ylabel="loss", title="loss")
+            loss_ax.legend(loc="best", frameon=False, fontsize=8)
+        positive = self.steps[self.steps > 0]
+        if positive.size and positive.max() >= 100 * positive.min():
+            for a in axes[0]:
+                a.set_xscale("symlog", linthresh=float(positive.min()))
+                a.set_xlim(left=float(self.steps.min()))
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=120)

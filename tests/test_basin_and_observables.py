@@ -137,6 +137,12 @@ def test_checkpoint_observables_equal_separate_calls(regression):
         assert one.diagnostics["observables"]["same"]["llc"] == pytest.approx(llc[k], rel=rel)
     with pytest.raises(KeyError, match="not recorded"):
         runs.observable("test")
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    labels = [t.get_text() for t in runs.plot().axes[0].get_legend().get_texts()]
+    assert labels == ["λ̂ ± 2 MCSE", "λ̂ on 'same' ± 2 MCSE"]
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,10 @@ def test_table_plot_save_and_load(tmp_path):
     table = runs.table()
     assert len(table.splitlines()) == 2 + 3 and "λ̂" in table and "500" in table
     fig = runs.plot(train_loss=[0.3, 0.2, 0.1], test_loss=[0.4, 0.3, 0.3], path=tmp_path / "llc.png")
-    assert (tmp_path / "llc.png").stat().st_size > 0 and fig is not None
+    assert (tmp_path / "llc.png").stat().st_size > 0 and len(fig.axes) == 2  # λ̂ and the losses beside it
+    assert fig.axes[0].get_xscale() == "symlog"  # steps 5 … 500 span a factor of 100
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["train loss", "test loss"]
+    assert len(runs.plot().axes) == 1
     with pytest.raises(ValueError, match="train_loss: expected 3 values"):
         runs.plot(train_loss=[0.1, 0.2])
     back = lh.CheckpointResults.load(runs.save(tmp_path / "runs"))

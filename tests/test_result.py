@@ -46,6 +46,22 @@ def test_plot(result, tmp_path):
     fig = result.plot(tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 1000
     assert len(fig.axes) == 3
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]  # one legend, below the panels
+    assert "L_n(w*)" in labels and "λ̂ ± 2 MCSE" in labels and "chain 1" in labels
+    loss_lines = fig.axes[0].get_lines()  # per chain a faint raw trace and its moving average
+    assert loss_lines[0].get_color() == loss_lines[1].get_color() != loss_lines[2].get_color()
+
+
+def test_vi_plot_has_an_elbo_panel(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    t = lh.targets.linear_regression(d=3, seed=0)
+    r = lh.sample(t.loss_fn, t.params, t.data, kernel="vi", num_chains=2, num_draws=200)
+    fig = r.plot(tmp_path / "vi.png")
+    assert len(fig.axes) == 4 and "ELBO" in fig.axes[3].get_title()
+    assert len(fig.axes[3].get_lines()) == 2  # one ELBO curve per fit
 
 
 def test_to_arviz(result):
