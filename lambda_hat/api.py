@@ -36,7 +36,7 @@ from lambda_hat.kernels import KernelOutput, KernelSpec, get_kernel
 from lambda_hat.kernels.base import info_dict
 from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
-from lambda_hat.progress import say
+from lambda_hat.progress import close_bars, say
 from lambda_hat.result import LLCResult
 from lambda_hat.sharding import ChainPlan, compile_plan, resolve_devices, run_plan
 
@@ -223,8 +223,11 @@ def sample(
             device runs a block; ``num_chains`` is padded up to a multiple of the device count with
             extra chains that are dropped); chain c gets the same random numbers as on one device
             (bit-identical draws for the SGLD family; see docs/kernels.md).
-        progress: print progress to stderr (stages for every kernel; step counts inside the
-            SGLD loop, via an asynchronous jax.debug.callback). Quiet by default.
+        progress: show progress on stderr: stage lines (compiling, sampling, done) and a tqdm
+            bar with steps done, steps/s and the time left, advanced from inside the compiled
+            loop by an asynchronous jax.debug.callback (SGLD family: warmup and draws; HMC, NUTS
+            and MCLMC: the draws, after their warmup; VI: the optimisation steps up to the cap).
+            Quiet by default.
         save_positions: also return the sampled parameters as ``result.positions`` (a pytree like
             ``params`` with leaves of shape (num_chains, num_draws, leaf shape…): the points whose
             losses are ``result.loss_trace``). Off by default: it takes num_chains × num_draws × d
@@ -283,6 +286,7 @@ def sample(
     out: KernelOutput = run_plan(plan, rng_key, posterior)
     run_s = time.perf_counter() - start
     if progress:
+        close_bars()
         say(f"{spec.name}: sampled in {run_s:.1f} s")
     grad_norm, stationarity_shift = (float(x) for x in posterior.stationarity())
     config = run.config(key=repr(key), beta=beta, posterior=posterior, masked=mask is not None, devices=len(devices))

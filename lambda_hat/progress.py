@@ -1,19 +1,19 @@
 """Progress reporting from inside jitted loops (``sample(..., progress=True)``).
 
-``tick(t, total, label)`` is called in a lax.scan body (outside the vmap over chains); every
-``total // 20`` steps it fires an unordered ``jax.debug.callback`` that prints to stderr. The
-callback does not block the device loop. Host-side stages (compiling, sampling, done) are
-printed by :func:`say`.
+``tick(t, total, label)`` is called in a loop body of a kernel's program with an unbatched step
+index; every ``total // 100`` steps it fires an unordered ``jax.debug.callback`` that advances a
+tqdm progress bar on stderr (steps done, steps/s and the time left). The callback does not block
+the device loop. Host-side stages (compiling, sampling, done) are printed by :func:`say`.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 
 import jax
+from tqdm import tqdm
 
-_START: dict[str, float] = {}
+_BARS: dict[str, tqdm] = {}
 
 
 def say(message: str) -> None:
@@ -26,37 +26,65 @@ def say(message: str) -> None:
 
 
 def _report(t, total, label):
+    """Advance the bar ``label`` to step t + 1 of ``total`` (a new bar at t = 0; closed at the end).
+    Callbacks arrive unordered, so a bar never moves back."""
     t, total = int(t), int(total)
-    now = time.perf_counter()
-    start = _START.setdefault(label, now)
-    if t == 0:
-        _START[label] = now
-        start = now
-    head = f"{label}: step {t}/{total} ({100 * t / max(total, 1):.0f}%"
-    if t > 0 and now > start:  # no rate (and no "nan steps/s") before the first interval
-        rate = t / (now - start)
-        eta = (total - 1 - t) / rate
-        head += f", {rate:,.0f} steps/s, ~{eta:.0f} s left"
-    say(head + ")")
+    bar = _BARS.get(label)
+    if bar is None or (t == 0 and bar.n > 0):
+        if bar is not None:
+            bar.close()
+        bar = tqdm(total=total, desc=f"[lambda_hat] {label}", unit="step", file=sys.stderr, mininterval=0.2, leave=True)
+        _BARS[label] = bar
+    if t + 1 > bar.n:
+        bar.update(t + 1 - bar.n)
+    if t >= total - 1:
+        bar.close()
+        _BARS.pop(label, None)
 
 
 def tick(t: jax.Array, total: int, label: str, enabled: bool, show: jax.Array | bool = True) -> None:
-    """Print progress every ~5% of ``total`` steps when ``enabled`` (a Python bool) and ``show``
-    (traced: True in the program that runs chain 0, so a run split over devices prints once).
+    """Advance the progress bar every ~1% of ``total`` steps when ``enabled`` (a Python bool) and
+    ``show`` (traced: True in the program that runs chain 0, so a run split over devices prints once).
 
     Args:
         t: the current step index (0-based, traced), compared with ``total``.
         total: number of steps of the loop (a Python int); nothing is printed when it is <= 0.
-        label: the stage name printed before the step count; also keys the timer for the
-            steps/s rate (restarted when ``t`` is 0).
+        label: the bar's name (e.g. the kernel and stage); a bar restarts when ``t`` is 0.
         enabled: whether to report at all (a Python bool; False adds nothing to the program).
         show: whether this program prints (a traced bool, or True).
     """
     if not enabled or total <= 0:
         return
-    every = max(total // 20, 1)
+    every = max(total // 100, 1)
     jax.lax.cond(
         ((t % every == 0) | (t == total - 1)) & show,
         lambda: jax.debug.callback(_report, t, total, label, ordered=False),
         lambda: None,
     )
+
+
+def advance(t: jax.Array, total: int, label: str, enabled: bool, show: jax.Array | bool = True) -> None:
+    """Advance the progress bar to step t + 1 of ``total`` at every call (for loops whose step
+    index moves in blocks, such as VI's optimisation); see :func:`tick`.
+
+    Args:
+        t: the last step index reached (traced; under vmap each element reports, and the bar
+            shows the furthest).
+        total: the loop's step budget (a Python int).
+        label: the bar's name.
+        enabled: whether to report at all (a Python bool).
+        show: whether this program prints (a traced bool, or True).
+    """
+    if not enabled or total <= 0:
+        return
+    jax.lax.cond(show, lambda: jax.debug.callback(_report, t, total, label, ordered=False), lambda: None)
+
+
+
+def close_bars() -> None:
+    """Wait for the progress callbacks still in flight, then close every open bar where it stands
+    (a loop that stopped before its budget, such as converged VI fits). Called on the host after
+    a program has run."""
+    jax.effects_barrier()
+    for label in list(_BARS):
+        _BARS.pop(label).close()

@@ -18,7 +18,7 @@ import numpy as np
 from lambda_hat.api import _avals, _cached, _RunSettings
 from lambda_hat.kernels import KernelOutput
 from lambda_hat.posterior import LocalPosterior
-from lambda_hat.progress import say
+from lambda_hat.progress import close_bars, say
 from lambda_hat.sharding import block_program
 
 
@@ -80,5 +80,6 @@ def run_vectorised(
         run_s += elapsed
         outputs += [(jax.tree.map(lambda x, i=i: x[i], out), elapsed / len(ks)) for i in range(len(ks))]
         if progress:
+            close_bars()
             say(f"{spec.name}: {what} {ks[0] + 1}–{ks[-1] + 1} of {num} sampled in {elapsed:.1f} s")
     return outputs, compile_s, run_s

@@ -53,6 +53,7 @@ from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.kernels.isokinetic import MIN_TUNING_WARMUP, check_tuning_options, pad_to_two_dimensions
 from lambda_hat.kernels.mass_matrix import inverse_mass_matrix_vector
 from lambda_hat.posterior import LocalPosterior
+from lambda_hat.progress import tick
 
 
 class AdjustedMCLMCInfo(NamedTuple):
@@ -136,6 +137,7 @@ def run_adjusted_mclmc(
     target_acceptance_rate: float,
     diagonal_preconditioning: bool,
     save_positions: bool = False,
+    progress: bool = False,
 ) -> KernelOutput:
     """Tune (or burn in), then sample; all chains vmapped in one program.
 
@@ -158,6 +160,7 @@ def run_adjusted_mclmc(
         target_acceptance_rate: the acceptance rate the tuner's dual averaging of ε aims at.
         diagonal_preconditioning: let the tuner estimate a diagonal M⁻¹.
         save_positions: also return the sampled positions.
+        progress: advance a progress bar over the draws (the tuning runs before it starts).
 
     Returns:
         A :class:`KernelOutput` with an :class:`AdjustedMCLMCInfo`; ``valid`` is False for a chain
@@ -212,7 +215,10 @@ def run_adjusted_mclmc(
                 burn, (state, jnp.zeros((), jnp.int32)), jax.random.split(k_tune, num_warmup)
             )
 
-        def draw(carry, k):
+        def draw(carry, xs):
+            i, k = xs
+            if progress:
+                tick(i, num_draws, "adjusted_mclmc draws (after tuning)", True, first_chain == 0)
             state, acc, div, steps, moves = carry
             new, info = kernel(k, state, logdensity, eps, jnp.inf, imm, (ell / eps,))
             excess = padded.excess_loss(new.position, new.logdensity)
@@ -226,7 +232,9 @@ def run_adjusted_mclmc(
 
         zero_i = jnp.zeros((), jnp.int32)
         (_, acc, div, steps, moves), (excess, positions, terms) = jax.lax.scan(
-            draw, (state, jnp.zeros((), dtype), zero_i, zero_i, zero_i), jax.random.split(k_draw, num_draws)
+            draw,
+            (state, jnp.zeros((), dtype), zero_i, zero_i, zero_i),
+            (jnp.arange(num_draws), jax.random.split(k_draw, num_draws)),
         )
         params_ok = jnp.isfinite(ell) & (ell > 0) & jnp.isfinite(eps) & (eps > 0)
         params_ok &= jnp.all(jnp.isfinite(imm) & (imm > 0))
@@ -274,6 +282,7 @@ ADJUSTED_MCLMC = KernelSpec(
     default_num_draws=2000,
     default_num_warmup=1000,
     minibatch=False,
+    progress=True,
     check_options=_check,
     messages=divergence_messages,
     bias_advice="adjusted MCLMC is exact in the limit: raise num_warmup or num_draws, or check R-hat "

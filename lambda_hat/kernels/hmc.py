@@ -55,6 +55,7 @@ from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.kernels.mass_matrix import check_inverse_mass_matrix, inverse_mass_matrix_vector
 from lambda_hat.posterior import LocalPosterior
+from lambda_hat.progress import tick
 
 
 class HMCInfo(NamedTuple):
@@ -124,12 +125,16 @@ def _adapt(algorithm, logdensity, extra, w0, key, num_warmup, target_acceptance_
     )
 
 
-def _draws(posterior, kernel, logdensity, extra, warm: _Warmup, key, num_draws, save_positions):
+def _draws(posterior, kernel, logdensity, extra, warm: _Warmup, key, num_draws, save_positions, bar=None):
     """``num_draws`` steps with the warmup's (ε, M⁻¹): excess losses, virial terms, positions and
-    running totals (acceptance, divergences, leapfrog steps, moves)."""
+    running totals (acceptance, divergences, leapfrog steps, moves). ``bar``: (label, show) of
+    the progress bar to advance per draw, or None."""
     dtype = posterior.dtype
 
-    def draw(carry, k):
+    def draw(carry, xs):
+        i, k = xs
+        if bar is not None:
+            tick(i, num_draws, bar[0], True, bar[1])
         state, acc, div, steps, moves = carry
         new, info = kernel(k, state, logdensity, warm.step_size, warm.inverse_mass_matrix, **extra)
         excess = posterior.excess_loss_from_logdensity(new.position, new.logdensity)
@@ -145,7 +150,7 @@ def _draws(posterior, kernel, logdensity, extra, warm: _Warmup, key, num_draws, 
 
     zero_i = jnp.zeros((), jnp.int32)
     init = (warm.state, jnp.zeros((), dtype), zero_i, zero_i, zero_i)
-    return jax.lax.scan(draw, init, jax.random.split(key, num_draws))
+    return jax.lax.scan(draw, init, (jnp.arange(num_draws), jax.random.split(key, num_draws)))
 
 
 def _jitter_bounds(num_integration_steps: int, jitter: float) -> tuple[int, int]:
@@ -192,6 +197,8 @@ def _run_hmc_family(
     inverse_mass_matrix: float | tuple[float, ...] | None,
     target_acceptance_rate: float,
     save_positions: bool = False,
+    progress: bool = False,
+    label: str = "hmc",
 ) -> KernelOutput:
     """Warmup (burn-in with a given ε, or adaptation), then draws; all chains vmapped."""
     dtype, dim, logdensity = posterior.dtype, posterior.dim, posterior.logdensity
@@ -220,8 +227,9 @@ def _run_hmc_family(
     def one_chain(chain_key):
         k_warm, k_draw = jax.random.split(chain_key)
         warm = warmup(k_warm)
+        bar = (f"{label} draws (after warmup)", first_chain == 0) if progress else None
         (_, acc, div, steps, moves), (excess, terms, positions) = _draws(
-            posterior, kernel, logdensity, extra, warm, k_draw, num_draws, save_positions
+            posterior, kernel, logdensity, extra, warm, k_draw, num_draws, save_positions, bar
         )
         eps, imm = warm.step_size, warm.inverse_mass_matrix
         params_ok = jnp.isfinite(eps) & (eps > 0) & jnp.all(jnp.isfinite(imm) & (imm > 0))
@@ -262,6 +270,7 @@ def run_hmc(
     inverse_mass_matrix: float | tuple[float, ...] | None,
     target_acceptance_rate: float,
     save_positions: bool = False,
+    progress: bool = False,
 ) -> KernelOutput:
     """HMC (jittered trajectory length) after window adaptation; all chains vmapped.
 
@@ -285,6 +294,7 @@ def run_hmc(
             ``step_size``, it is kept fixed and only ε is adapted.
         target_acceptance_rate: the acceptance rate the dual averaging of ε aims at.
         save_positions: also return the sampled positions.
+        progress: advance a progress bar over the draws (the warmup runs before it starts).
 
     Returns:
         A :class:`KernelOutput` with an :class:`HMCInfo`; ``valid`` is False for a chain with a
@@ -305,6 +315,8 @@ def run_hmc(
         inverse_mass_matrix=inverse_mass_matrix,
         target_acceptance_rate=target_acceptance_rate,
         save_positions=save_positions,
+        progress=progress,
+        label="hmc",
     )
 
 
@@ -322,6 +334,7 @@ def run_nuts(
     inverse_mass_matrix: float | tuple[float, ...] | None,
     target_acceptance_rate: float,
     save_positions: bool = False,
+    progress: bool = False,
 ) -> KernelOutput:
     """NUTS (multinomial, iterative) after window adaptation; all chains vmapped.
 
@@ -346,6 +359,7 @@ def run_nuts(
             ``step_size``, it is kept fixed and only ε is adapted.
         target_acceptance_rate: the acceptance rate the dual averaging of ε aims at.
         save_positions: also return the sampled positions.
+        progress: advance a progress bar over the draws (the warmup runs before it starts).
 
     Returns:
         A :class:`KernelOutput` with an :class:`HMCInfo`; ``valid`` is False for a chain with a
@@ -365,6 +379,8 @@ def run_nuts(
         inverse_mass_matrix=inverse_mass_matrix,
         target_acceptance_rate=target_acceptance_rate,
         save_positions=save_positions,
+        progress=progress,
+        label="nuts",
     )
 
 
@@ -401,6 +417,7 @@ HMC = KernelSpec(
     default_num_draws=1000,
     default_num_warmup=500,
     minibatch=False,
+    progress=True,
     check_options=_check_hmc,
     messages=divergence_messages,
     bias_advice="an exact kernel should pass: look for divergences, raise num_warmup and num_draws, "
@@ -419,6 +436,7 @@ NUTS = KernelSpec(
     default_num_draws=1000,
     default_num_warmup=500,
     minibatch=False,
+    progress=True,
     check_options=_check_nuts,
     messages=divergence_messages,
     bias_advice="an exact kernel should pass: look for divergences, raise num_warmup and num_draws, "

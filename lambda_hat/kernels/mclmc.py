@@ -50,6 +50,7 @@ from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.kernels.isokinetic import MIN_TUNING_WARMUP, check_tuning_options, pad_to_two_dimensions
 from lambda_hat.kernels.mass_matrix import inverse_mass_matrix_vector
 from lambda_hat.posterior import LocalPosterior
+from lambda_hat.progress import tick
 
 _FRAC = 0.1  # BlackJAX's default frac_tune1 = frac_tune2 = frac_tune3
 
@@ -112,6 +113,7 @@ def run_mclmc(
     desired_energy_var: float,
     diagonal_preconditioning: bool,
     save_positions: bool = False,
+    progress: bool = False,
 ) -> KernelOutput:
     """Tune (or burn in), then sample; all chains vmapped in one program.
 
@@ -133,6 +135,7 @@ def run_mclmc(
         desired_energy_var: the tuner's target Var[ΔE]/d per step.
         diagonal_preconditioning: let the tuner estimate a diagonal M⁻¹.
         save_positions: also return the sampled positions.
+        progress: advance a progress bar over the draws (the tuning runs before it starts).
 
     Returns:
         A :class:`KernelOutput` with an :class:`MCLMCInfo`; ``valid`` is False for a chain with a
@@ -182,7 +185,10 @@ def run_mclmc(
 
             state, _ = jax.lax.scan(burn, state, jax.random.split(k_tune, num_warmup))
 
-        def draw(carry, k):
+        def draw(carry, xs):
+            i, k = xs
+            if progress:
+                tick(i, num_draws, "mclmc draws (after tuning)", True, first_chain == 0)
             state, nan_steps, moves = carry
             new, info = kernel(k, state, logdensity, imm, ell, eps)
             excess = excess_loss(new.position, new.logdensity)
@@ -195,7 +201,7 @@ def run_mclmc(
 
         zero_i = jnp.zeros((), jnp.int32)
         (_, nan_steps, moves), (excess, energy_change, positions, terms) = jax.lax.scan(
-            draw, (state, zero_i, zero_i), jax.random.split(k_draw, num_draws)
+            draw, (state, zero_i, zero_i), (jnp.arange(num_draws), jax.random.split(k_draw, num_draws))
         )
         params_ok = jnp.isfinite(ell) & (ell > 0) & jnp.isfinite(eps) & (eps > 0)
         params_ok &= jnp.all(jnp.isfinite(imm) & (imm > 0))
@@ -247,6 +253,7 @@ MCLMC = KernelSpec(
     default_num_draws=2000,
     default_num_warmup=1000,
     minibatch=False,
+    progress=True,
     check_options=_check,
     explain_invalid=_explain_invalid,
     bias_advice="MCLMC is unadjusted: lower desired_energy_var (its bias scales with the energy error) "

@@ -85,6 +85,7 @@ from lambda_hat.diagnostics import PARETO_K_MAX
 from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.posterior import LocalPosterior
+from lambda_hat.progress import advance
 from lambda_hat.vi import mfa
 
 
@@ -97,6 +98,7 @@ def _hvp_fn(posterior: LocalPosterior):
     return hvp
 
 
+BAR_LABEL = "vi optimisation steps (cap; fits stop when converged)"
 PREFIT_MAX_FACTOR = 16.0  # the virial ratio is clipped to [1/16, 16] in a pre-fit step
 SEARCH_VIRIAL_TOLERANCE = 0.02
 FINAL_VIRIAL_TOLERANCE = 0.03
@@ -274,6 +276,7 @@ def run_vi(
     num_prefit_steps: int,
     check_every: int,
     save_positions: bool = False,
+    progress: bool = False,
 ) -> KernelOutput:
     """Fit ``num_chains`` independent MFA approximations q and estimate λ̂ from draws of each.
 
@@ -302,6 +305,8 @@ def run_vi(
         num_prefit_steps: virial fixed-point steps on the diagonal start.
         check_every: optimisation steps per block between convergence checks.
         save_positions: also return the evaluation draws w* + v_s as ``positions``.
+        progress: advance a progress bar over the optimisation steps (up to the cap ``num_warmup``;
+            the host closes it where the fits stopped).
 
     Returns:
         A :class:`~lambda_hat.kernels.base.KernelOutput` over the fits with the (chains, num_draws)
@@ -400,6 +405,7 @@ def run_vi(
             )
             buf = jax.lax.dynamic_update_slice(c.elbo_trace, elbo, (j * block,))
             t_new = jnp.minimum(t + block, cap)
+            advance(t_new - 1, cap, BAR_LABEL, progress, first_chain == 0)
             mean = jnp.nanmean(elbo)
             var = jnp.nanvar(elbo) / jnp.maximum(jnp.sum(jnp.isfinite(elbo)), 1)
             plateau = (j > 0) & (mean - c.elbo_mean <= 3 * jnp.sqrt(var + c.elbo_var))
@@ -609,6 +615,7 @@ VI = KernelSpec(
     default_num_draws=1000,
     default_num_warmup=20000,
     minibatch=True,
+    progress=True,
     check_options=_check,
     messages=_messages,
     check_posterior=_check_posterior,
