@@ -80,7 +80,6 @@ def advance(t: jax.Array, total: int, label: str, enabled: bool, show: jax.Array
     jax.lax.cond(show, lambda: jax.debug.callback(_report, t, total, label, ordered=False), lambda: None)
 
 
-
 def close_bars() -> None:
     """Wait for the progress callbacks still in flight, then close every open bar where it stands
     (a loop that stopped before its budget, such as converged VI fits). Called on the host after
