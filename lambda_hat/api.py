@@ -225,8 +225,9 @@ def sample(
             (bit-identical draws for the SGLD family; see docs/kernels.md).
         progress: show progress on stderr: stage lines (compiling, sampling, done) and a tqdm
             bar with steps done, steps/s and the time left, advanced from inside the compiled
-            loop by an asynchronous jax.debug.callback (SGLD family: warmup and draws; HMC, NUTS
-            and MCLMC: the draws, after their warmup; VI: the optimisation steps up to the cap).
+            loop by an asynchronous jax.debug.callback (SGLD family: warmup and draws; HMC and
+            NUTS: warmup, then draws; MCLMC and adjusted MCLMC: the draws, after BlackJAX's
+            tuning, which has no hook; VI: the optimisation steps up to the cap).
             Quiet by default.
         save_positions: also return the sampled parameters as ``result.positions`` (a pytree like
             ``params`` with leaves of shape (num_chains, num_draws, leaf shape…): the points whose

@@ -87,3 +87,31 @@ def close_bars() -> None:
     jax.effects_barrier()
     for label in list(_BARS):
         _BARS.pop(label).close()
+
+
+def _step(total, label):
+    bar = _BARS.get(label)
+    if bar is None:
+        bar = _BARS[label] = tqdm(
+            total=int(total), desc=f"[lambda_hat] {label}", unit="step", file=sys.stderr, mininterval=0.2, leave=True
+        )
+    bar.update(1)
+    if bar.n >= bar.total:
+        bar.close()
+        _BARS.pop(label, None)
+
+
+def count_step(total: int, label: str, enabled: bool, show: jax.Array | bool = True) -> None:
+    """Advance the progress bar ``label`` by one step, for a loop body that has no step index of
+    its own (BlackJAX's warmup adaptation, through its per-step info hook). The callback takes no
+    batched argument, so under vmap it fires once per step for all chains.
+
+    Args:
+        total: the loop's number of steps (a Python int).
+        label: the bar's name.
+        enabled: whether to report at all (a Python bool).
+        show: whether this program prints (a traced bool, or True).
+    """
+    if not enabled or total <= 0:
+        return
+    jax.lax.cond(show, lambda: jax.debug.callback(_step, total, label, ordered=False), lambda: None)

@@ -55,7 +55,7 @@ from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.kernels.mass_matrix import check_inverse_mass_matrix, inverse_mass_matrix_vector
 from lambda_hat.posterior import LocalPosterior
-from lambda_hat.progress import tick
+from lambda_hat.progress import count_step, tick
 
 
 class HMCInfo(NamedTuple):
@@ -84,11 +84,14 @@ class _Warmup(NamedTuple):
     integration_steps: jax.Array  # leapfrog steps taken during warmup
 
 
-def _burn_in(algorithm, kernel, logdensity, extra, w0, key, num_warmup, step_size, imm) -> _Warmup:
-    """No adaptation: ``num_warmup`` plain steps with the given (ε, M⁻¹)."""
+def _burn_in(algorithm, kernel, logdensity, extra, w0, key, num_warmup, step_size, imm, bar=None) -> _Warmup:
+    """No adaptation: ``num_warmup`` plain steps with the given (ε, M⁻¹). ``bar``: (label, show)
+    of the progress bar to advance per step, or None."""
     state = algorithm.init(w0, logdensity)
 
     def burn(carry, k):
+        if bar is not None:
+            count_step(num_warmup, bar[0], True, bar[1])
         state, n = carry
         state, info = kernel(k, state, logdensity, step_size, imm, **extra)
         return (state, n + jnp.asarray(info.num_integration_steps, jnp.int32)), None
@@ -97,14 +100,24 @@ def _burn_in(algorithm, kernel, logdensity, extra, w0, key, num_warmup, step_siz
     return _Warmup(state, step_size, imm, n)
 
 
-def _adapt(algorithm, logdensity, extra, w0, key, num_warmup, target_acceptance_rate, imm_given, dtype) -> _Warmup:
+def _adapt(
+    algorithm, logdensity, extra, w0, key, num_warmup, target_acceptance_rate, imm_given, dtype, bar=None
+) -> _Warmup:
     """BlackJAX's window adaptation of (ε, diagonal M⁻¹); with ``imm_given``, M⁻¹ stays fixed and
-    only ε is adapted (fast windows throughout)."""
+    only ε is adapted (fast windows throughout). ``bar``: (label, show) of the progress bar to
+    advance per warmup step (through the adaptation's per-step info hook), or None."""
+    # keep only each warmup iteration's leapfrog-step count (for honest gradient counts)
+    keep = get_filter_adapt_info_fn(info_keys={"num_integration_steps"})
+
+    def info_fn(state, info, adaptation_state):
+        if bar is not None:
+            count_step(num_warmup, bar[0], True, bar[1])
+        return keep(state, info, adaptation_state)
+
     common = dict(
         initial_step_size=jnp.asarray(1.0, dtype),
         target_acceptance_rate=target_acceptance_rate,
-        # keep only each warmup iteration's leapfrog-step count (for honest gradient counts)
-        adaptation_info_fn=get_filter_adapt_info_fn(info_keys={"num_integration_steps"}),
+        adaptation_info_fn=info_fn,
         **extra,
     )
     if imm_given is None:
@@ -209,25 +222,27 @@ def _run_hmc_family(
             "(or give step_size to skip adaptation)"
         )
     kernel = algorithm.build_kernel()
+    warm_bar = (f"{label} warmup", first_chain == 0) if progress else None
     warmup: Callable[[jax.Array], _Warmup]
     if step_size is not None:
         imm = jnp.ones((dim,), dtype) if imm_given is None else imm_given
         eps = jnp.asarray(step_size, dtype)
 
         def warmup(k):
-            return _burn_in(algorithm, kernel, logdensity, extra, posterior.w_star, k, num_warmup, eps, imm)
+            return _burn_in(algorithm, kernel, logdensity, extra, posterior.w_star, k, num_warmup, eps, imm, warm_bar)
 
     else:
 
         def warmup(k):
             return _adapt(
-                algorithm, logdensity, extra, posterior.w_star, k, num_warmup, target_acceptance_rate, imm_given, dtype
-            )
+                algorithm, logdensity, extra, posterior.w_star, k, num_warmup, target_acceptance_rate, imm_given, dtype,
+                warm_bar,
+            )  # fmt: skip
 
     def one_chain(chain_key):
         k_warm, k_draw = jax.random.split(chain_key)
         warm = warmup(k_warm)
-        bar = (f"{label} draws (after warmup)", first_chain == 0) if progress else None
+        bar = (f"{label} draws", first_chain == 0) if progress else None
         (_, acc, div, steps, moves), (excess, terms, positions) = _draws(
             posterior, kernel, logdensity, extra, warm, k_draw, num_draws, save_positions, bar
         )
@@ -294,7 +309,7 @@ def run_hmc(
             ``step_size``, it is kept fixed and only ε is adapted.
         target_acceptance_rate: the acceptance rate the dual averaging of ε aims at.
         save_positions: also return the sampled positions.
-        progress: advance a progress bar over the draws (the warmup runs before it starts).
+        progress: advance progress bars over the warmup and the draws.
 
     Returns:
         A :class:`KernelOutput` with an :class:`HMCInfo`; ``valid`` is False for a chain with a
@@ -359,7 +374,7 @@ def run_nuts(
             ``step_size``, it is kept fixed and only ε is adapted.
         target_acceptance_rate: the acceptance rate the dual averaging of ε aims at.
         save_positions: also return the sampled positions.
-        progress: advance a progress bar over the draws (the warmup runs before it starts).
+        progress: advance progress bars over the warmup and the draws.
 
     Returns:
         A :class:`KernelOutput` with an :class:`HMCInfo`; ``valid`` is False for a chain with a

@@ -98,7 +98,7 @@ def _hvp_fn(posterior: LocalPosterior):
     return hvp
 
 
-BAR_LABEL = "vi optimisation steps (cap; fits stop when converged)"
+BAR_LABEL = "vi optimisation"  # its total is the step cap; converged fits stop earlier
 PREFIT_MAX_FACTOR = 16.0  # the virial ratio is clipped to [1/16, 16] in a pre-fit step
 SEARCH_VIRIAL_TOLERANCE = 0.02
 FINAL_VIRIAL_TOLERANCE = 0.03
