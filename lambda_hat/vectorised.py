@@ -3,6 +3,8 @@
 :func:`run_vectorised` vmaps a kernel's run over a stack of posteriors (and their keys), compiles
 it once (cached like ``sample``'s programs), and calls it on groups of ``group_size``
 posteriors; the last group is padded by repeating its final posterior, whose copies are dropped.
+Leaves that every posterior shares (the data, the observables) are passed once and not batched,
+so memory does not grow with the number of posteriors times n.
 """
 
 from __future__ import annotations
@@ -20,18 +22,6 @@ from lambda_hat.kernels import KernelOutput
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import close_bars, say
 from lambda_hat.sharding import block_program
-
-
-def stack_trees(trees: Sequence[Any]) -> Any:
-    """Stack pytrees of one structure along a new leading axis.
-
-    Args:
-        trees: pytrees with the same structure and leaf shapes.
-
-    Returns:
-        One pytree whose leaves have a new leading axis of length ``len(trees)``.
-    """
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 def run_vectorised(
@@ -57,16 +47,25 @@ def run_vectorised(
         order, compile seconds (0 when the program was cached), sampling seconds in all).
     """
     spec, num = run.spec, len(posteriors)
+    leaves = [jax.tree.leaves(p) for p in posteriors]
+    treedef = jax.tree.structure(posteriors[0])
+    # leaves equal in every posterior (the data, the observables, the layout) are passed once,
+    # unbatched; only the others (w*, L_n(w*), the gradient terms at w*, ...) get a leading axis
+    mapped = [not all(_same(leaf[i], leaves[0][i]) for leaf in leaves[1:]) for i in range(len(leaves[0]))]
+    axes = treedef.unflatten([0 if m else None for m in mapped])
 
     def pick(ks: list[int]):
         ks = ks + [ks[-1]] * (group_size - len(ks))  # pad the last group with copies of its final member
-        return stack_trees([keys[k] for k in ks]), stack_trees([posteriors[k] for k in ks])
+        # stacked on the host: jnp.stack would compile a small program per leaf shape
+        stacked = [_host_stack([leaves[k][i] for k in ks]) if m else leaves[0][i] for i, m in enumerate(mapped)]
+        key_data = np.stack([np.asarray(jax.random.key_data(keys[k])) for k in ks])
+        return jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(keys[0])), treedef.unflatten(stacked)
 
-    treedef, avals = _avals(pick([0])[1])
-    cache_key = (what, spec.name, tuple(sorted(run.static.items())), treedef, avals, group_size)
+    _, avals = _avals(pick([0])[1])
+    cache_key = (what, spec.name, tuple(sorted(run.static.items())), treedef, avals, tuple(mapped), group_size)
     if progress:
         say(f"{spec.name}: {num} {what} in groups of {group_size}, d = {posteriors[0].dim}; compiling ...")
-    program = jax.jit(jax.vmap(block_program(spec.run, run.static), in_axes=(0, 0, None)))
+    program = jax.jit(jax.vmap(block_program(spec.run, run.static), in_axes=(0, axes, None)))
     compiled, compile_s = _cached(cache_key, lambda: program.lower(*pick([0]), jnp.int32(0)).compile())
     if progress:
         say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
@@ -83,3 +82,17 @@ def run_vectorised(
             close_bars()
             say(f"{spec.name}: {what} {ks[0] + 1}–{ks[-1] + 1} of {num} sampled in {elapsed:.1f} s")
     return outputs, compile_s, run_s
+
+
+def _host_stack(arrays: list[Any]) -> jax.Array:
+    """Stack arrays along a new leading axis on the host, then put the result on the device once."""
+    return jnp.asarray(np.stack([np.asarray(a) for a in arrays]))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two posterior leaves hold the same values (the same array, or equal ones)."""
+    if a is b:
+        return True
+    if np.shape(a) != np.shape(b) or jnp.result_type(a) != jnp.result_type(b):
+        return False
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
