@@ -10,7 +10,15 @@ DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 PAGES = sorted(p for p in DOCS.glob("*.md") if "```python" in p.read_text())
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+# pages whose examples run long chains: compiled with XLA's optimizations (see tests/conftest.py)
+RUN_TIME_BOUND = {"llc_over_training.md"}
+
+
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(p, marks=pytest.mark.xla_optimized) if p.name in RUN_TIME_BOUND else p for p in PAGES],
+    ids=[p.name for p in PAGES],
+)
 def test_doc_examples_run(page, capsys):
     namespace: dict = {}
     for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S):
