@@ -442,8 +442,8 @@ def _assemble(
         names = tuple(name for name, u in zip(posterior.group_names, used) if u)
         virial = virial_statistics(np.asarray(terms.virial)[valid][..., used], sizes[used], names)
         diagnostics["virial"] = virial
-        advice = spec.bias_advice
-        if step_bias is not None and step_bias["applied"]:
+        advice = spec.bias_advice if virial["ratio"] >= 1 else spec.narrow_advice
+        if step_bias is not None and step_bias["applied"] and virial["ratio"] >= 1:
             advice += (
                 f" (λ̂ is already corrected by the first-order step-size bias estimate, {step_bias['relative']:+.1%};"
                 " what remains is of order step_size²)"

@@ -16,6 +16,19 @@ from lambda_hat.posterior import LocalPosterior
 from lambda_hat.targets import pure_potential
 
 
+def test_a_ratio_below_one_asks_for_a_longer_warmup_not_a_smaller_step():
+    """Chains start at w*; with no warmup and a tiny ε they have not spread to the posterior's
+    width, so the ratio is below 1 and the advice is the warmup (a smaller step would make it
+    worse)."""
+    t = pure_potential(d=4, spectrum=(1.0, 2.0), seed=0)
+    with pytest.warns(lh.LLCWarning, match=r"virial self-check failed") as caught:
+        r = lh.sample(t.loss_fn, t.params, t.data, kernel="sgld", key=0, step_size=1e-6, num_warmup=0, num_draws=400)
+    assert r.diagnostics["virial"]["ratio"] < 0.9
+    message = next(str(w.message) for w in caught if "virial self-check failed" in str(w.message))
+    assert "narrower than the posterior" in message and "num_warmup" in message
+    assert "smaller step_size" not in message and "already corrected" not in message
+
+
 def test_sgld_step_size_bias_warns_and_matches_the_saved_positions():
     """Curvatures up to nβ·30: at the default ε = 1e-4 SGLD reads ≈ +7% high. The virial ratio sees
     it (1/(1 − εκ/4) per direction), and equals the one recomputed from the positions."""

@@ -166,4 +166,7 @@ ADAM_SGLD = KernelSpec(
     check_options=check_options,
     aliases={"alpha": "beta2", "stabilizer": "eps"},
     bias_advice="use a smaller step_size (m̂ lags the gradient, a bias of order ε/(1 − beta1)), or rmsprop_sgld",
+    narrow_advice="a ratio below 1 means the draws are narrower than the posterior, as for chains that have not "
+    "yet spread out from w* (where they start): raise num_warmup, or the step_size if the chains move too "
+    "little per step to mix within it (check the ratio again: the step-size bias grows with ε)",
 )

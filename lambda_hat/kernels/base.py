@@ -148,7 +148,10 @@ class KernelSpec:
             on the host from its per-chain ``info`` (NumPy arrays) and validity after the run.
         explain_invalid: ``explain_invalid(info, c) -> str | None``, the kernel's reason why chain
             c was flagged invalid, when it knows one.
-        bias_advice: what to do when the virial self-check fails for this kernel (shown in the warning).
+        bias_advice: what to do when the virial self-check fails for this kernel with a ratio
+            above 1 (draws spread too wide; shown in the warning).
+        narrow_advice: what to do when it fails with a ratio below 1 (draws narrower than the
+            posterior: chains that have not yet spread out from w*, where they start).
         check_posterior: raises ValueError for a posterior the kernel cannot handle (before compiling).
         virial_tolerance: |r − 1| below max(this, 3·se) passes the virial self-check.
     """
@@ -165,5 +168,9 @@ class KernelSpec:
     messages: Callable[[dict[str, np.ndarray], np.ndarray], list[str]] = no_messages
     explain_invalid: Callable[[dict[str, np.ndarray], int], str | None] = no_explanation
     bias_advice: str = "use a smaller step size or a longer warmup"
+    narrow_advice: str = (
+        "a ratio below 1 means the draws are narrower than the posterior, as for chains that have not yet "
+        "spread out from w* (where they start): raise num_warmup (and num_draws)"
+    )
     check_posterior: Callable[[Any], None] = field(default=lambda posterior: None)
     virial_tolerance: float = 0.02

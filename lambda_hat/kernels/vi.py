@@ -621,5 +621,8 @@ VI = KernelSpec(
     check_posterior=_check_posterior,
     bias_advice="the fit has not reached the ELBO optimum (raise num_warmup, the step cap), or q cannot "
     "represent the posterior; use an MCMC kernel",
+    narrow_advice="a ratio below 1 means q is narrower than the posterior: the fit has not reached the ELBO "
+    "optimum (raise num_warmup, the step cap), or q cannot represent the posterior's flat directions "
+    "(raise rank or num_components); use an MCMC kernel",
     virial_tolerance=FINAL_VIRIAL_TOLERANCE,
 )
