@@ -307,9 +307,10 @@ def importance_shift_message(llc_raw: float, llc_raw_se: float, llc_is: float, k
     shift = llc_is - llc_raw
     if abs(shift) <= max(IS_SHIFT_MAX * abs(llc_is), 3 * llc_raw_se):
         return None
+    relative = f"{shift / abs(llc_is):+.1%}" if llc_is != 0 else f"by {shift:+.3g}"
     return (
         f"{kernel}: the importance weights move λ̂ from q's raw mean {llc_raw:.4g} to {llc_is:.4g} "
-        f"({shift / abs(llc_is):+.1%}): q is far from the posterior, so the weighted λ̂ can still be "
+        f"({relative}): q is far from the posterior, so the weighted λ̂ can still be "
         "biased towards the raw one even though k̂ < 0.7; refit with a larger rank (one loading column "
         "per flat direction) or more steps, or estimate λ̂ with an MCMC kernel (nuts, or sgld/"
         "rmsprop_sgld for large models)"

@@ -201,11 +201,15 @@ def default_nbeta(n: int) -> float:
     temperature). Requires n >= 2.
 
     Args:
-        n: number of examples n (>= 2; not checked here, n = 1 divides by log 1 = 0).
+        n: number of examples n (>= 2).
 
     Returns:
         nβ* = n/log n (the product nβ, not β).
+
+    Raises:
+        ValueError: n < 2 (log 1 = 0: there is no default temperature for one example).
     """
+    n = integer("n", n, minimum=2, expected="an integer >= 2 (the number of examples)")
     return n / math.log(n)
 
 

@@ -277,22 +277,20 @@ class LLCResult:
         Returns:
             The path of the .json file written.
         """
-        base = Path(path)
-        if base.suffix in (".json", ".npz"):
-            base = base.with_suffix("")
+        base = _base_path(path)
         base.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format_version": FORMAT_VERSION, **self.to_dict(include_traces=False)}
         for name in _ARRAY_FIELDS:
             meta.pop(name, None)
-        base.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        _with_extension(base, ".json").write_text(json.dumps(meta, indent=2))
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAY_FIELDS}
         for key, value in self.extra.items():
             arrays[f"extra__{key}"] = np.asarray(value)
         if self.positions is not None:
             for path, leaf in jax.tree_util.tree_flatten_with_path(self.positions)[0]:
                 arrays[f"positions__{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
-        np.savez(base.with_suffix(".npz"), **arrays)
-        return base.with_suffix(".json")
+        np.savez(_with_extension(base, ".npz"), **arrays)
+        return _with_extension(base, ".json")
 
     @classmethod
     def load(cls, path: str | Path) -> LLCResult:
@@ -309,10 +307,8 @@ class LLCResult:
             ValueError: for an unsupported format version, for fields that a result does not have
                 and for missing required fields.
         """
-        base = Path(path)
-        if base.suffix in (".json", ".npz"):
-            base = base.with_suffix("")
-        json_path, npz_path = base.with_suffix(".json"), base.with_suffix(".npz")
+        base = _base_path(path)
+        json_path, npz_path = _with_extension(base, ".json"), _with_extension(base, ".npz")
         meta = json.loads(json_path.read_text())
         if not isinstance(meta, dict):
             raise ValueError(
@@ -342,6 +338,18 @@ class LLCResult:
             except (TypeError, ValueError) as err:
                 raise ValueError(f"{json_path}: field {key!r}: expected a number, got {kwargs[key]!r}") from err
         return cls(extra=extra, positions=positions, **kwargs)
+
+
+def _base_path(path: str | Path) -> Path:
+    """The common base path of a result's two files: ``path`` without a ``.json`` or ``.npz``
+    suffix (any other dot in the name, as in ``run_beta0.5``, is part of the name)."""
+    base = Path(path)
+    return base.with_suffix("") if base.suffix in (".json", ".npz") else base
+
+
+def _with_extension(base: Path, extension: str) -> Path:
+    """``base`` with ``extension`` appended (not replacing a dotted part of the name)."""
+    return base.with_name(base.name + extension)
 
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}

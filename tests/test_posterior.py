@@ -84,5 +84,7 @@ def test_replace_changes_only_the_temperature_and_localization():
 
 def test_default_nbeta_function_is_what_resolve_nbeta_uses():
     assert default_nbeta(1000) == 1000 / math.log(1000)
+    with pytest.raises(ValueError, match="n: expected an integer >= 2"):
+        default_nbeta(1)  # log 1 = 0: no default temperature
     assert resolve_nbeta(1000, None, None) == default_nbeta(1000)
     assert resolve_nbeta(1000, 0.5, None) == 500.0

@@ -38,6 +38,17 @@ def test_save_load_round_trip(result, tmp_path):
     assert back.summary() == result.summary()
 
 
+def test_save_keeps_dots_in_the_name(result, tmp_path):
+    """run_beta0.5 and run_beta0.7 are two results, not one file run_beta0.json written twice."""
+    for name in ("run_beta0.5", "run_beta0.7"):
+        assert result.save(tmp_path / name) == tmp_path / f"{name}.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "run_beta0.5.json", "run_beta0.5.npz", "run_beta0.7.json", "run_beta0.7.npz",
+    ]  # fmt: skip
+    back = lh.LLCResult.load(tmp_path / "run_beta0.5")
+    assert back.llc == result.llc and lh.LLCResult.load(tmp_path / "run_beta0.7.json").llc == result.llc
+
+
 def test_plot(result, tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib

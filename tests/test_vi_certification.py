@@ -89,3 +89,4 @@ def test_importance_shift_warns_when_the_weights_move_llc_far_from_q():
     assert importance_shift_message(2.00, 0.01, 2.00 * (1 + 0.8 * IS_SHIFT_MAX), "vi") is None  # small shift
     assert importance_shift_message(2.00, 0.2, 2.3, "vi") is None  # within 3 raw se: noise, not a shift
     assert importance_shift_message(2.3, 0.01, 2.00, "vi") is not None  # either direction
+    assert "(by -0.5)" in importance_shift_message(0.5, 0.01, 0.0, "vi")  # a weighted λ̂ of exactly 0
