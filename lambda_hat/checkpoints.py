@@ -43,7 +43,7 @@ from lambda_hat.checks import boolean, positive_int
 from lambda_hat.kernels import get_kernel
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
-from lambda_hat.vectorised import run_vectorised
+from lambda_hat.vectorised import run_vectorised, shared_inputs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -358,20 +358,22 @@ def sample_checkpoints(
         raise ValueError(f"steps: expected {num} numbers (one per checkpoint), got {steps!r}")
     group = num if group_size is None else positive_int("group_size", group_size)
     group = min(group, num)
-    posteriors = [
-        LocalPosterior(
-            loss_fn,
-            w,
-            data,
-            beta=beta,
-            nbeta=nbeta,
-            gamma=gamma,
-            chunk_size=chunk_size,
-            mask=mask,
-            observables=observables,
-        )  # fmt: skip
-        for w in trees
-    ]
+    posteriors: list[LocalPosterior] = []
+    for w in trees:  # the first casts data and observables; the others share its arrays
+        posteriors.append(
+            LocalPosterior(
+                loss_fn,
+                w,
+                data,
+                beta=beta,
+                nbeta=nbeta,
+                gamma=gamma,
+                chunk_size=chunk_size,
+                mask=mask,
+                observables=observables,
+            )  # fmt: skip
+        )
+        data, observables = shared_inputs(posteriors[0])
     run = _run_settings(
         spec, posteriors[0], options, num_chains, num_draws, num_warmup, batch_size, progress, save_positions
     )

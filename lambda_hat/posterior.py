@@ -283,21 +283,15 @@ class DrawTerms(NamedTuple):
     observables: jax.Array | None
 
 
-def _observable_losses_at_wstar(posterior: LocalPosterior) -> jax.Array:
-    """(num_observables,) L_k(w*) on each observable dataset, in one program."""
-    return jnp.stack([posterior.mean_loss(posterior.w_star, d) for d in posterior.observable_data])
-
-
-_OBSERVABLES_AT_WSTAR = jax.jit(_observable_losses_at_wstar)
-
-
-def _at_wstar(posterior: LocalPosterior) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(L_n(w*), ‖g‖², gᵀHg) with g = ∇L_n(w*), H the Hessian there: what the posterior needs at
-    w*, in one program."""
+def _at_wstar(posterior: LocalPosterior) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(L_n(w*), ‖g‖², gᵀHg, (num_observables,) L_k(w*)) with g = ∇L_n(w*), H the Hessian there
+    and L_k the observables' losses: what the posterior needs at w*, in one program."""
     grad_fn = jax.grad(posterior.full_loss)
     loss, g = jax.value_and_grad(posterior.full_loss)(posterior.w_star)
     hg = jax.jvp(grad_fn, (posterior.w_star,), (g,))[1]
-    return loss, jnp.dot(g, g), jnp.dot(g, hg)
+    observed = [posterior.mean_loss(posterior.w_star, d) for d in posterior.observable_data]
+    observed = jnp.stack(observed) if observed else jnp.zeros((0,), posterior.dtype)
+    return loss, jnp.dot(g, g), jnp.dot(g, hg), observed
 
 
 _AT_WSTAR = jax.jit(_at_wstar)
@@ -410,23 +404,21 @@ class LocalPosterior:
         zero = jnp.asarray(0.0, dtype)
         self.loss_at_wstar = self.grad_sq_at_wstar = self.grad_hess_grad_at_wstar = zero
         self.observable_names, self.observable_data = _observable_datasets(observables, data, dtype)
+        for name, d in zip(self.observable_names, self.observable_data):
+            self._check_loss_output(d, f"observables[{name!r}]")
         self.observable_loss_at_wstar = jnp.zeros((len(self.observable_names),), dtype)
-        self.loss_at_wstar, self.grad_sq_at_wstar, self.grad_hess_grad_at_wstar = _AT_WSTAR(self)
+        at_wstar = _AT_WSTAR(self)
+        self.loss_at_wstar, self.grad_sq_at_wstar, self.grad_hess_grad_at_wstar = at_wstar[:3]
+        self.observable_loss_at_wstar = at_wstar[3]
         if not bool(jnp.isfinite(self.loss_at_wstar)):
             raise ValueError(
                 f"loss_fn: the loss at w* (params) is {float(self.loss_at_wstar)}; expected a finite value"
             )
-        if self.observable_names:
-            for name, d in zip(self.observable_names, self.observable_data):
-                self._check_loss_output(d, f"observables[{name!r}]")
-            self.observable_loss_at_wstar = _OBSERVABLES_AT_WSTAR(self)
-            bad = [
-                k
-                for k, v in zip(self.observable_names, np.asarray(self.observable_loss_at_wstar))
-                if not np.isfinite(v)
-            ]
-            if bad:
-                raise ValueError(f"observables: the loss at w* is not finite on {bad}; expected finite values")
+        bad = [
+            k for k, v in zip(self.observable_names, np.asarray(self.observable_loss_at_wstar)) if not np.isfinite(v)
+        ]
+        if bad:
+            raise ValueError(f"observables: the loss at w* is not finite on {bad}; expected finite values")
 
     def replace(self, **leaves: Any) -> LocalPosterior:
         """A copy with ``nbeta`` and/or ``gamma`` replaced (e.g. inside a vmapped sweep).

@@ -56,11 +56,7 @@ def tick(t: jax.Array, total: int, label: str, enabled: bool, show: jax.Array | 
     if not enabled or total <= 0:
         return
     every = max(total // 100, 1)
-    jax.lax.cond(
-        ((t % every == 0) | (t == total - 1)) & show,
-        lambda: jax.debug.callback(_report, t, total, label, ordered=False),
-        lambda: None,
-    )
+    jax.lax.cond((t % every == 0) | (t == total - 1), lambda: advance(t, total, label, True, show), lambda: None)
 
 
 def advance(t: jax.Array, total: int, label: str, enabled: bool, show: jax.Array | bool = True) -> None:

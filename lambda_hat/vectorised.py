@@ -24,6 +24,20 @@ from lambda_hat.progress import close_bars, say
 from lambda_hat.sharding import block_program
 
 
+def shared_inputs(posterior: LocalPosterior) -> tuple[Any, dict[str, Any] | None]:
+    """``posterior``'s data and observables as it cast them to the run dtype, for constructing
+    further posteriors on the same arrays: they are then not copied to the device again, and
+    :func:`run_vectorised` finds them identical and passes them once.
+
+    Args:
+        posterior: the first of the posteriors to be vectorised.
+
+    Returns:
+        (data, {name: dataset} or None), to pass as ``data`` and ``observables``.
+    """
+    return posterior.data, dict(zip(posterior.observable_names, posterior.observable_data)) or None
+
+
 def run_vectorised(
     run: _RunSettings,
     keys: Sequence[jax.Array],

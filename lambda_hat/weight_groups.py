@@ -29,7 +29,7 @@ from lambda_hat.kernels import get_kernel
 from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
-from lambda_hat.vectorised import run_vectorised
+from lambda_hat.vectorised import run_vectorised, shared_inputs
 
 
 def sample_masks(
@@ -139,13 +139,14 @@ def sample_masks(
             )
         except (TypeError, ValueError) as err:
             raise type(err)(f"masks[{name!r}]: {err}") from None
+        data, observables = shared_inputs(posteriors[0])  # the others share the first one's arrays
     dims = [p.dim for p in posteriors]
     if len(set(dims)) > 1 and float(posteriors[0].gamma) == 0:
         raise ValueError(
             f"gamma: masks of different sizes ({dict(zip(names, dims))}) are padded with coordinates that only "
             "the localizer holds (N(0, 1/γ)); expected gamma > 0"
         )
-    union = tuple(g for g in _ordered_union([p.group_names for p in posteriors]))
+    union = tuple(dict.fromkeys(g for p in posteriors for g in p.group_names))  # in order of first appearance
     padded = [p.padded(max(dims), union) for p in posteriors]
     group = len(names) if group_size is None else min(positive_int("group_size", group_size), len(names))
     run = _run_settings(
@@ -165,12 +166,3 @@ def sample_masks(
         for message in result.warnings:
             warnings.warn(f"mask {name!r}: {message}", LLCWarning, stacklevel=2)
     return results
-
-
-def _ordered_union(groups: list[tuple[str, ...]]) -> list[str]:
-    """The names of every group list, each once, in order of first appearance."""
-    seen: dict[str, None] = {}
-    for names in groups:
-        for name in names:
-            seen.setdefault(name, None)
-    return list(seen)

@@ -227,6 +227,6 @@ def run_preconditioned(
         data_passes=evals * (used / posterior.n),
         positions=positions,
         draw_terms=draws_first(terms),
-        step_bias_terms=None if bias is None else jnp.swapaxes(bias, 0, 1),
+        step_bias_terms=None if bias is None else draws_first(bias),
         step_bias_correction=None if bias is None else jnp.full((num_chains,), bool(step_size_correction)),
     )
