@@ -19,6 +19,17 @@ The fit, per chain:
    along directions where the Hessian vanishes (on w⁴ the optimum is ∝ (nβ)^(−1/4), far below
    the curvature-based 1/√γ). Without it the first ELBO gradients are huge and Adam's
    second-moment estimate, remembering them, stalls the fit for thousands of steps.
+   **Loadings along the flattest directions** (``spectral_init``, default True). Where the
+   Hessian H = ∇²L_n(w*) is flat in a rotated direction u (a rank-deficient or singular model),
+   the posterior is wide along u while a diagonal q must stay narrow in every coordinate u
+   touches, and small random loadings take thousands of steps to grow and turn onto u. So block
+   Lanczos (Hessian-vector products only, :func:`spectral_basis`) finds the rank + 4 flattest
+   eigenpairs (θ_j, u_j); the same virial fixed point as above, along u_j, on the Gaussian
+   N(0, D + Σ_j c_j² u_j u_jᵀ), gives each direction's width t_j (from 1/sqrt(nβ·θ_j + γ)), and the
+   loadings start at c_j u_j, c_j² = max(t_j² − u_jᵀDu_j, 0), for the rank flattest (plus the
+   small random part that tells the components apart). A direction whose c_j² exceeds u_jᵀDu_j
+   needs a loading of its own: when more of the examined directions need one than q has columns
+   (``diagnostics["wide_directions"]`` > rank), the result warns and names the rank to use.
 2. **Search.** Adam (b2 = 0.99) at a constant learning rate (``learning_rate`` for the logits and
    the diagonal, ``loading_learning_rate`` for the whitened loadings A, K = s ⊙ A), checked every
    ``check_every`` steps: the search ends when the mean ELBO of the last block no longer exceeds
@@ -86,7 +97,7 @@ from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import advance
-from lambda_hat.vi import mfa
+from lambda_hat.vi import lanczos, mfa
 
 
 def _hvp_fn(posterior: LocalPosterior):
@@ -104,6 +115,39 @@ SEARCH_VIRIAL_TOLERANCE = 0.02
 FINAL_VIRIAL_TOLERANCE = 0.03
 IS_FLAT_SPREAD = 1e-3  # log-weight spread (nats) below which the weights are taken as uniform
 ADAM_B2 = 0.99  # Adam's second-moment decay: short memory, so early transients do not stall the fit
+SPECTRAL_EXTRA = 4  # Ritz pairs found beyond the rank: they show flat directions the rank cannot cover
+SPECTRAL_KEY = 0x5BEC  # fold_in data of the key of the Lanczos start block (one block for every fit)
+
+
+def spectral_basis(key: jax.Array, posterior: LocalPosterior, rank: int) -> lanczos.Eigenpairs:
+    """The min(rank + 4, d) flattest eigenpairs (θ_j, u_j) of H = ∇²L_n(w*), by block Lanczos.
+
+    Uses Hessian-vector products only (``lambda_hat.vi.lanczos.smallest_eigenpairs``, 20 block
+    steps: at most 20·min(rank + 4, d) products, each about two gradient evaluations). θ_j is in
+    the units of L_n (the posterior's curvature along u_j is nβ·θ_j + γ).
+
+    Args:
+        key: the run's PRNG key (the start block uses ``fold_in(key, SPECTRAL_KEY)``, so every fit
+            and every sharded block of fits sees the same directions).
+        posterior: the localized posterior.
+        rank: q's rank r.
+
+    Returns:
+        The :class:`~lambda_hat.vi.lanczos.Eigenpairs`, ascending.
+    """
+    return lanczos.smallest_eigenpairs(
+        _hvp_fn(posterior),
+        posterior.dim,
+        rank + SPECTRAL_EXTRA,
+        jax.random.fold_in(key, SPECTRAL_KEY),
+        dtype=posterior.dtype,
+    )
+
+
+def _spectral_lanczos_hvps(dim: int, rank: int) -> int:
+    """The Hessian-vector products :func:`spectral_basis` spends (its Krylov basis size)."""
+    k = min(rank + SPECTRAL_EXTRA, dim)
+    return min(k * 20, dim)
 
 
 def _bonferroni_z(dim: int, family_alpha: float = 0.01) -> float:
@@ -231,6 +275,11 @@ class VIInfo(NamedTuple):
         optimization_steps: steps used (the fit stops when converged, at most ``num_warmup``).
         search_converged: whether the search phase's virial check passed before the step cap.
         fit_rounds: rounds of (optimise, check) run.
+        wide_directions: how many of the Hessian's min(rank + 4, d) flattest directions have a
+            posterior wider than q's diagonal alone (they need a loading column each; 0 without
+            ``spectral_init``). More than ``rank`` means q cannot cover them.
+        rank_short: wide_directions > rank (the result warns).
+        wide_lower_bound: every direction examined was wide, so wide_directions is a lower bound.
         converged: whether the final virial check passed (every coordinate's ratio 1 within
             max(tolerance, z·se)).
         worst_coordinate: the coordinate whose ratio is most standard errors from 1.
@@ -248,6 +297,9 @@ class VIInfo(NamedTuple):
     optimization_steps: jax.Array
     search_converged: jax.Array
     fit_rounds: jax.Array
+    wide_directions: jax.Array
+    rank_short: jax.Array
+    wide_lower_bound: jax.Array
     converged: jax.Array
     worst_coordinate: jax.Array
     worst_coordinate_ratio: jax.Array
@@ -275,6 +327,7 @@ def run_vi(
     exact_trace_max_dim: int,
     num_prefit_steps: int,
     check_every: int,
+    spectral_init: bool = True,
     save_positions: bool = False,
     progress: bool = False,
 ) -> KernelOutput:
@@ -304,6 +357,9 @@ def run_vi(
             this.
         num_prefit_steps: virial fixed-point steps on the diagonal start.
         check_every: optimisation steps per block between convergence checks.
+        spectral_init: start the loadings along the Hessian's flattest directions, at the widths
+            their virial fixed point gives (see the module docstring); False starts them small and
+            random.
         save_positions: also return the evaluation draws w* + v_s as ``positions``.
         progress: advance a progress bar over the optimisation steps (up to the cap ``num_warmup``;
             the host closes it where the fits stopped).
@@ -324,8 +380,10 @@ def run_vi(
     def adam(lr):
         return optax.adam(lr, b2=ADAM_B2)
 
-    # Whitened loadings A (K = s ⊙ A) must travel far when flat directions are much wider than
-    # the initial s (|A| ~ sqrt(nβ·a + γ)/sqrt(γ)); Adam moves ~lr per step, so they get their own rate.
+    # The whitened loadings A (K = s ⊙ A) get their own rate: without the spectral start they must
+    # travel far when flat directions are much wider than s (|A| ~ sqrt(nβ·a + γ)/sqrt(γ); Adam
+    # moves ~lr per step). A larger rate is noise at the end: 0.3 left rotated rank-deficient
+    # quadratics 0.4 nats of KL short of their optimum (λ̂ −22% with d = 10, rank 8), 0.1 reaches it.
     base = optax.multi_transform(
         {"logits": adam(learning_rate), "rho": adam(learning_rate), "loadings": adam(loading_learning_rate)},
         ("logits", "rho", "loadings"),
@@ -360,6 +418,39 @@ def run_vi(
         s, _ = jax.lax.scan(prefit, s0, jax.random.split(k_fit, num_prefit_steps))
         return s
 
+    def spectral_loadings(k, s, basis):
+        # Widths t_j along the flattest directions u_j, from their virial fixed point
+        # E_q[(u_jᵀv)(u_jᵀ∂U)] = 1 on the Gaussian N(0, D + Σ_j c_j² u_j u_jᵀ) with the fitted
+        # diagonal D = diag(s²): c_j² = max(t_j² − u_jᵀDu_j, 0). The loadings are c_j u_j; a
+        # direction is wide (it needs a loading) where c_j² > u_jᵀDu_j.
+        u = basis.vectors
+        diag_var = jnp.sum(u * u * (s * s)[:, None], axis=0)
+        lo, hi = jnp.asarray(1 / PREFIT_MAX_FACTOR, dtype), jnp.asarray(PREFIT_MAX_FACTOR, dtype)
+
+        def loading_scale(log_t):
+            return jnp.sqrt(jnp.maximum(jnp.exp(2 * log_t) - diag_var, 0))
+
+        def prefit(log_t, kk):
+            k_b, k_e, k_h = jax.random.split(kk, 3)
+            eps = jax.random.normal(k_e, (num_components * num_samples, d), dtype)
+            eta = jax.random.normal(k_h, (num_components * num_samples, u.shape[1]), dtype)
+            vs = s * eps + (eta * loading_scale(log_t)) @ u.T
+            t = (vs @ u) * (grad_u(logp_fn(k_b), vs) @ u)
+            ok = jnp.all(jnp.isfinite(t), axis=1, keepdims=True)
+            r = jnp.sum(jnp.where(ok, t, 0), axis=0) / jnp.sum(ok)
+            r = jnp.where(jnp.isfinite(r), r, hi)
+            log_t = log_t - 0.25 * jnp.log(jnp.clip(r, lo, hi))
+            return log_t, log_t
+
+        log_t0 = -0.5 * jnp.log(posterior.nbeta * jnp.maximum(basis.values, 0) + posterior.gamma)
+        _, path = jax.lax.scan(prefit, log_t0, jax.random.split(k, num_prefit_steps))
+        # the mean over the second half of the steps averages out the draws' noise
+        log_t = jnp.mean(path[num_prefit_steps // 2 :], axis=0) if num_prefit_steps else log_t0
+        c = loading_scale(log_t)
+        loadings = u[:, :rank] * c[:rank]
+        loadings = jnp.pad(loadings, ((0, 0), (0, rank - loadings.shape[1])))  # d < rank: zero columns
+        return loadings, jnp.sum(c * c > diag_var)
+
     def lr_factor(t, phase, anneal_start, anneal_len):
         frac = jnp.clip((t - anneal_start) / jnp.maximum(anneal_len, 1), 0, 1).astype(dtype)
         cosine = final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (1 + jnp.cos(jnp.pi * frac))
@@ -367,15 +458,23 @@ def run_vi(
 
     zero = jnp.zeros((), dtype)
 
+    basis = spectral_basis(key, posterior, rank) if spectral_init else None
+
     def one_fit(chain_key):
         k_diag, k_init, k_opt, k_draw, k_probe = jax.random.split(chain_key, 5)
+        s0 = init_scale(k_diag)
+        if spectral_init:
+            loadings0, wide = spectral_loadings(jax.random.fold_in(k_diag, 1), s0, basis)
+        else:
+            loadings0, wide = None, jnp.zeros((), jnp.int32)
         state = mfa.init(
             d,
             optax.chain(base, optax.scale(1.0)),
             num_components=num_components,
             rank=rank,
             rng_key=k_init,
-            init_scale=init_scale(k_diag),
+            init_scale=s0,
+            init_loadings=loadings0,
             dtype=dtype,
         )
 
@@ -507,6 +606,9 @@ def run_vi(
             "search_converged": loop.searched,
             "converged": converged,
             "fit_rounds": loop.round + 1,
+            "wide_directions": wide,
+            "rank_short": wide > rank,
+            "wide_lower_bound": spectral_init & (wide >= min(rank + SPECTRAL_EXTRA, d)) & (rank + SPECTRAL_EXTRA < d),
             "worst_coordinate": jnp.argmax(deviation),
             "worst_coordinate_ratio": r[jnp.argmax(deviation)],
             "worst_coordinate_z": jnp.max(deviation),
@@ -526,10 +628,16 @@ def run_vi(
     samples_per_step = num_components * num_samples
     opt_evals = res["optimization_steps"] * samples_per_step
     used = posterior.n if batch_size is None else batch_size
-    prefit_evals = num_prefit_steps * samples_per_step
+    prefit_evals = num_prefit_steps * samples_per_step * (2 if spectral_init else 1)
     # Hessian-vector products cost about two gradient evaluations each.
-    probes_hvps = num_probes + (
-        num_components * rank + (d if d <= exact_trace_max_dim else num_probes) + num_draws if control_variate else 0
+    probes_hvps = (
+        num_probes
+        + (_spectral_lanczos_hvps(d, rank) if spectral_init else 0)
+        + (
+            num_components * rank + (d if d <= exact_trace_max_dim else num_probes) + num_draws
+            if control_variate
+            else 0
+        )
     )
     # each round's final check draws num_draws full-batch gradients; the evaluation repeats the last
     check_evals = (res["fit_rounds"] + 1) * num_draws
@@ -555,16 +663,36 @@ def run_vi(
     )
 
 
+def _rank_message(diagnostics: dict[str, Any], valid: np.ndarray) -> str | None:
+    """The warning when the Hessian's flat directions outnumber q's loading columns."""
+    valid = np.asarray(valid, bool)
+    short = np.flatnonzero(valid & np.asarray(diagnostics["rank_short"], bool)).tolist()
+    if not short:
+        return None
+    wide = np.asarray(diagnostics["wide_directions"])
+    c = max(short, key=lambda i: wide[i])
+    at_least = "at least " if bool(np.asarray(diagnostics["wide_lower_bound"])[c]) else ""
+    return (
+        f"vi: the posterior is wider than q's diagonal along {at_least}{int(wide[c])} of the Hessian's flattest "
+        f"directions at w* (fits {short}), more than q's rank covers (one loading column per direction): q misses "
+        f"posterior mass there and λ̂ can be biased; set rank to at least {int(wide[c])}"
+        f"{' (and check again)' if at_least else ''}, or use an MCMC kernel"
+    )
+
+
 def _messages(diagnostics: dict[str, Any], valid: np.ndarray) -> list[str]:
-    """Warnings about fits that did not converge (host side, from the per-fit diagnostics)."""
+    """Warnings about the rank and about fits that did not converge (host side, from the
+    per-fit diagnostics)."""
+    rank = _rank_message(diagnostics, valid)
+    out = [] if rank is None else [rank]
     valid = np.asarray(valid, bool)
     converged = np.asarray(diagnostics["converged"], bool)
     bad = np.flatnonzero(valid & ~converged).tolist()
     if not bad:
-        return []
+        return out
     c = bad[0]
     steps = np.asarray(diagnostics["optimization_steps"]).tolist()
-    return [
+    return out + [
         f"vi: fits {bad} did not converge: their virial ratios E_q[v_i·∂_iU] are not 1 within max("
         f"{FINAL_VIRIAL_TOLERANCE}, z·se) (fit {c}: coordinate {int(diagnostics['worst_coordinate'][c])} has "
         f"r = {float(diagnostics['worst_coordinate_ratio'][c]):.3f}, {float(diagnostics['worst_coordinate_z'][c]):.1f} "
@@ -593,6 +721,7 @@ def _check(options: dict[str, Any]) -> dict[str, Any]:
     options["control_variate"] = boolean("control_variate", options["control_variate"])
     options["num_prefit_steps"] = positive_int("num_prefit_steps", options["num_prefit_steps"], minimum=0)
     options["check_every"] = positive_int("check_every", options["check_every"], minimum=10)
+    options["spectral_init"] = boolean("spectral_init", options["spectral_init"])
     return options
 
 
@@ -603,7 +732,7 @@ VI = KernelSpec(
         "num_components": 4,
         "rank": 4,
         "learning_rate": 0.02,
-        "loading_learning_rate": 0.3,
+        "loading_learning_rate": 0.1,
         "final_lr_fraction": 0.01,
         "num_samples": 4,
         "control_variate": True,
@@ -611,6 +740,7 @@ VI = KernelSpec(
         "exact_trace_max_dim": 256,
         "num_prefit_steps": 30,
         "check_every": 250,
+        "spectral_init": True,
     },
     default_num_draws=1000,
     default_num_warmup=20000,

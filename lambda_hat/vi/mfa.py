@@ -430,10 +430,12 @@ def init(
     rng_key: Array,
     init_scale: float | Array = 0.1,
     init_loading_scale: float = 0.1,
+    init_loadings: Array | None = None,
     min_scale: float | Array | None = None,
     dtype: DTypeLike | None = None,
 ) -> MFAState:
-    """Initial MFA state: pi uniform, s = init_scale, small random whitened loadings.
+    """Initial MFA state: pi uniform, s = init_scale, small random whitened loadings (plus
+    ``init_loadings`` when given).
 
     Args:
         position_or_dim: d, or the position w* (any pytree; only its flat size and dtype
@@ -447,6 +449,9 @@ def init(
             is about 1/sqrt(n beta * curvature + gamma), much smaller than 1/sqrt(gamma).
         init_loading_scale: A_m entries ~ N(0, init_loading_scale^2 / d), so each loading
             column has norm about init_loading_scale; breaks the symmetry between components.
+        init_loadings: optional starting loadings K0 in the units of v, shape (d, r) (shared by
+            every component) or (M, d, r); the whitened loadings start at A_m = K0 / s plus the
+            random ones above, so component m's covariance starts near D + K0 K0ᵀ.
         min_scale: s_min, the floor of s (default 1e-4 * min(init_scale)).
         dtype: floating dtype of the state; None follows ``position_or_dim`` as above.
 
@@ -454,7 +459,8 @@ def init(
         The initial :class:`MFAState` (zero baseline and baseline weight).
 
     Raises:
-        ValueError: if the dtype is not floating, or d, ``num_components`` or ``rank`` is < 1.
+        ValueError: if the dtype is not floating, d, ``num_components`` or ``rank`` is < 1, or
+            ``init_loadings`` has the wrong shape.
     """
     if isinstance(position_or_dim, numbers.Integral) and not isinstance(position_or_dim, bool):
         d = int(position_or_dim)
@@ -482,6 +488,13 @@ def init(
     rho = _inverse_softplus(s0 - s_min)
     logits = jnp.zeros((num_components,), dtype)
     loadings = (init_loading_scale / math.sqrt(d)) * jax.random.normal(rng_key, (num_components, d, rank), dtype)
+    if init_loadings is not None:
+        k0 = jnp.asarray(init_loadings, dtype)
+        if k0.shape not in ((d, rank), (num_components, d, rank)):
+            raise ValueError(
+                f"init_loadings: expected shape ({d}, {rank}) or ({num_components}, {d}, {rank}), got {k0.shape}"
+            )
+        loadings = loadings + k0 / s0[:, None]
     opt_state = optimizer.init((logits, rho, loadings))
     zero = jnp.zeros((), dtype)
     return MFAState(logits, rho, loadings, opt_state, zero, zero, s_min)
