@@ -474,6 +474,32 @@ def test_top_level_api_and_validation():
         mfa.init(d, opt, num_components=0, rank=1, rng_key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="rank"):
         mfa.init(d, opt, num_components=1, rank=0, rng_key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"init_loadings: expected shape \(4, 2\) or \(1, 4, 2\)"):
+        mfa.init(d, opt, num_components=1, rank=2, rng_key=jax.random.PRNGKey(0), init_loadings=jnp.ones((3, 3)))
+
+
+def test_init_loadings_set_the_starting_covariance():
+    """init_loadings = K0 (no random part): every component's covariance is D + K0 K0ᵀ, in the
+    whitened parameters A = K0 / s."""
+    d, r = 4, 2
+    s = jnp.asarray([0.5, 1.0, 2.0, 0.25], FLOAT)
+    k0 = jnp.asarray(np.arange(d * r).reshape(d, r) / 10.0, FLOAT)
+    st = mfa.init(
+        d,
+        optax.sgd(0.1),
+        num_components=2,
+        rank=r,
+        rng_key=jax.random.PRNGKey(0),
+        init_scale=s,
+        init_loading_scale=0.0,
+        init_loadings=k0,
+        dtype=FLOAT,
+    )
+    chex.assert_trees_all_close(st.loadings, jnp.broadcast_to(k0 / s[:, None], (2, d, r)), rtol=1e2 * EPS)
+    v = mfa.sample(jax.random.PRNGKey(1), st, 20000)
+    cov = np.cov(np.asarray(v, np.float64).T)
+    expected = np.diag(np.asarray(s, np.float64) ** 2) + np.asarray(k0 @ k0.T, np.float64)
+    np.testing.assert_allclose(cov, expected, atol=0.05 * expected.max())  # 20,000 draws: ~1% error
 
 
 def test_non_finite_step_is_rejected():
