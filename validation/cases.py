@@ -78,7 +78,8 @@ def quadratic_settings(kernel: str, target: Target, profile: str) -> dict[str, A
     if kernel == "vi":
         # q needs a loading column per flat direction (D is diagonal, the null space rotated):
         # r = (number of zero eigenvalues) + 2, at least the default 4. A user picks r the
-        # same way from the Hessian's numerical rank.
+        # same way from the Hessian's numerical rank, or takes the rank that VI's warning names
+        # (it counts the Hessian's flattest directions along which q's diagonal is too narrow).
         flat = int(np.sum(eigs <= 1e-8 * eigs.max()))
         return dict(num_draws=1000 * scale, rank=max(4, flat + 2))
     return {}
@@ -156,6 +157,20 @@ def _cases() -> list[Case]:
             "quadratic_d50_rank30",
             "quadratic",
             lambda: targets.linear_regression(d=50, rank=30, seed=3),
+            settings=quadratic_settings,
+            profiles=("full",),
+        ),
+        Case(
+            "quadratic_d12_rank5",
+            "quadratic",
+            lambda: targets.linear_regression(d=12, rank=5, seed=0),
+            settings=quadratic_settings,
+            profiles=("full",),
+        ),
+        Case(
+            "quadratic_d100_rank90",
+            "quadratic",
+            lambda: targets.linear_regression(d=100, rank=90, n=1000, seed=11),
             settings=quadratic_settings,
             profiles=("full",),
         ),
