@@ -133,3 +133,22 @@ def test_vi_bad_options(option, value, pattern):
     t = linear_regression(d=3, seed=0)
     with pytest.raises(ValueError, match=pattern):
         lh.sample(t.loss_fn, t.params, t.data, kernel="vi", **{option: value})
+
+
+def test_spectral_basis_skips_padding_coordinates():
+    """A masked posterior padded to a common size (``sample_masks``): the padding coordinates do
+    not enter the loss, so their Hessian is zero, yet the flattest directions found are the
+    sampled weights' (6 of the 8 sampled coordinates of this regression are flat or nearly)."""
+    from lambda_hat.kernels.vi import spectral_basis
+
+    t = linear_regression(d=10, rank=4, seed=2)
+    params = {"a": t.params[:8], "b": t.params[8:]}
+
+    def loss_fn(p, batch):
+        return t.loss_fn(jax.numpy.concatenate([p["a"], p["b"]]), batch)
+
+    posterior = lh.LocalPosterior(loss_fn, params, t.data, mask={"a": True}).padded(20, ("['a']",))
+    basis = spectral_basis(jax.random.key(0), posterior, rank=4)
+    assert basis.vectors.shape == (20, 8)
+    np.testing.assert_allclose(np.asarray(basis.vectors[8:]), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(basis.vectors[:8]), axis=0), 1.0, rtol=1e-4)

@@ -135,8 +135,14 @@ def spectral_basis(key: jax.Array, posterior: LocalPosterior, rank: int) -> lanc
     Returns:
         The :class:`~lambda_hat.vi.lanczos.Eigenpairs`, ascending.
     """
+    hvp = _hvp_fn(posterior)
+    # Padding coordinates (``LocalPosterior.padded``) do not enter the loss, so H is zero there:
+    # lifted to 1e3·γ/nβ (a width below 1/sqrt(1000γ), which needs no loading), they do not take the
+    # flattest slots from the sampled weights' directions.
+    padding = (jnp.arange(posterior.dim) >= jnp.sum(posterior.group_sizes)).astype(posterior.dtype)
+    lift = 1e3 * posterior.gamma / posterior.nbeta
     return lanczos.smallest_eigenpairs(
-        _hvp_fn(posterior),
+        lambda u: hvp(u) + lift * padding * u,
         posterior.dim,
         rank + SPECTRAL_EXTRA,
         jax.random.fold_in(key, SPECTRAL_KEY),
