@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gamma", type=float, default=100.0)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--calibrate-draws", type=int, default=4000, help="draws per chain in each cell of the sweep")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "calibrate_mlp.json")
     args = parser.parse_args(argv)
     params, data, train_loss = trained_digits_mlp()
@@ -40,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
-        cal = lh.calibrate(loss_fn, params, data, gamma=args.gamma, batch_size=args.batch_size, key=0)
+        cal = lh.calibrate(
+            loss_fn, params, data, gamma=args.gamma, batch_size=args.batch_size, num_draws=args.calibrate_draws, key=0
+        )
         row["calibrate_s"] = time.perf_counter() - t0
         print(cal.table(), flush=True)
         rec = cal.recommended()
@@ -73,7 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     if "sgld_llc" in row:
         row["relative_difference"] = (row["sgld_llc"] - row["nuts_llc"]) / row["nuts_llc"]
         print(f"SGLD − NUTS: {100 * row['relative_difference']:+.1f}% (target within ±5%)")
-    meta = run_metadata(gamma=args.gamma, batch_size=args.batch_size, dim=dim, train_loss=train_loss)
+    meta = run_metadata(
+        gamma=args.gamma,
+        batch_size=args.batch_size,
+        calibrate_draws=args.calibrate_draws,
+        dim=dim,
+        train_loss=train_loss,
+    )
     args.out.write_text(json.dumps({"meta": meta, "result": row}, indent=1) + "\n")
     print(f"wrote {args.out}")
 

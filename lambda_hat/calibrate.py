@@ -45,6 +45,11 @@ CALIBRATION_KERNELS = ("sgld", "rmsprop_sgld", "adam_sgld")
 VIRIAL_MAX_DEVIATION = 0.01
 DIVERGED_VIRIAL = 10.0  # a cell whose virial ratio exceeds this has diverged, even if still finite
 VIRIAL_MAX_SE = 0.02  # a ratio measured less precisely than this cannot qualify a step size
+# The flatness test compares λ̂ at ε and at the next smaller ε of the grid; it can only vouch for ε
+# when the two are measured to a combined standard error of at most this fraction of λ̂. (On a
+# 3,466-parameter MLP, λ̂ rose 6% per doubling of ε while the virial ratio moved by under 1%, and
+# cells of 1,000 draws, 3-4% MCSE each, called that flat.)
+FLAT_MAX_REL_SE = 0.03
 DEFAULT_GRID = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)  # × 1/κ_max (SGLD), × 1/√κ_max (preconditioned)
 
 
@@ -95,6 +100,12 @@ class CalibrationResult:
         if i > 0 and self.stable[i - 1, j, k]:
             diff = self.llc[i, j, k] - self.llc[i - 1, j, k]
             se = math.hypot(self.llc_se[i, j, k], self.llc_se[i - 1, j, k])
+            if not se <= FLAT_MAX_REL_SE * abs(self.llc[i, j, k]):
+                return False, (
+                    f"ε = {eps:.3g}: λ̂ = {self.llc[i, j, k]:.4g} against λ̂ = {self.llc[i - 1, j, k]:.4g} at "
+                    f"ε = {self.step_sizes[i - 1]:.3g} is too uncertain to show λ̂ flat in ε (combined se "
+                    f"{se:.2g} > {FLAT_MAX_REL_SE:.0%} of λ̂; lengthen num_draws)"
+                )
             if abs(diff) > 2 * se:
                 return False, (
                     f"ε = {eps:.3g}: λ̂ = {self.llc[i, j, k]:.4g} differs from λ̂ = "
@@ -112,7 +123,9 @@ class CalibrationResult:
         measured to se ≤ 0.02: a sweep too short to measure r that well qualifies nothing, so
         lengthen ``num_draws`` until ``virial_se`` is below 0.02; r well below 1 at small ε means the chains
         have not spread out yet, so lengthen ``num_warmup``), whose λ̂ agrees within
-        2 standard errors with the next smaller ε of the grid (when that one is stable), and whose
+        2 standard errors with the next smaller ε of the grid (when that one is stable; the two
+        must be measured to a combined se of at most 3% of λ̂, or the cell does not qualify and
+        the reason says to lengthen ``num_draws``), and whose
         trace does not drift (|drift| < 3). Returns {nbeta: step_size}, or None when no ε qualifies
         for any nβ; the reason for every nβ left out is in ``reasons[(nbeta, gamma)]`` and is
         issued as an LLCWarning.

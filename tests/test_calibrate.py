@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import lambda_hat as lh
-from lambda_hat.calibrate import DEFAULT_GRID
+from lambda_hat.calibrate import DEFAULT_GRID, CalibrationResult
 from lambda_hat.targets import linear_regression, normal_crossing
 
 
@@ -122,3 +122,42 @@ def test_mala_acceptance_diagnostic(target):
     assert acc_small.shape == (2,)
     assert np.all(acc_small > 0.99) and np.all(acc_large < acc_small) and np.all(acc_large > 0)
     assert small.grad_evals == 2 * (100 + 2 * 500)  # one extra gradient per kept draw, counted
+
+
+def _sweep(llc, llc_se, virial):
+    """A CalibrationResult over three step sizes at one (nβ, γ), every cell stable and drift-free."""
+    shape = (3, 1, 1)
+
+    def cells(x):
+        return np.asarray(x, float).reshape(shape)
+
+    return CalibrationResult(
+        step_sizes=np.array([1e-5, 2e-5, 4e-5]),
+        nbetas=np.array([100.0]),
+        gammas=np.array([1.0]),
+        llc=cells(llc),
+        llc_se=cells(llc_se),
+        virial=cells(virial),
+        virial_se=cells([0.005] * 3),
+        acceptance=cells([0.99] * 3),
+        stable=np.ones(shape, bool),
+        drift=cells([0.0] * 3),
+        loss_at_wstar=0.0,
+        seconds=0.0,
+    )
+
+
+def test_flatness_must_be_resolved_to_three_percent():
+    """λ̂ rising 6% per doubling of ε with 3.5% MCSE per cell (as measured on a 3,466-parameter
+    MLP): 2 combined standard errors would cover the rise, but such cells cannot show λ̂ flat to
+    3%, so the larger ε do not qualify, and with the smallest ε not equilibrated (ratio 0.95)
+    nothing does; the warning says to lengthen num_draws. Flat and measured to 1%, the largest ε
+    qualifies."""
+    llc, virial = [4.6, 4.9, 5.2], [0.95, 1.0, 1.004]
+    coarse = _sweep(llc, [0.035 * v for v in llc], virial)
+    ok, reason = coarse._cell_ok(2, 0, 0)
+    assert not ok and "too uncertain to show λ̂ flat in ε" in reason and "lengthen num_draws" in reason
+    with pytest.warns(lh.LLCWarning, match="too uncertain to show λ̂ flat in ε"):
+        assert coarse.recommended() is None
+    flat = [4.6, 4.62, 4.64]
+    assert _sweep(flat, [0.01 * v for v in flat], virial).recommended() == {100.0: 4e-5}
