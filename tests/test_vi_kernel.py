@@ -7,8 +7,6 @@ The control-variate estimate is compared too: on a quadratic it is exact for the
 the Hutchinson error (zero here, d <= 256 uses the exact trace), so it isolates the fit's bias.
 """
 
-import warnings
-
 import jax
 import numpy as np
 import pytest
@@ -66,8 +64,9 @@ def test_spectral_start_spans_the_flat_directions():
     kw = dict(kernel="vi", key=0, num_chains=2, num_draws=2000, num_warmup=0, rank=8, save_positions=True)
     variances = {}
     for spectral in (True, False):
-        with pytest.warns(lh.LLCWarning):  # 0 steps: not converged
+        with pytest.warns(lh.LLCWarning) as caught:  # 0 steps: not converged
             r = lh.sample(t.loss_fn, t.params, t.data, spectral_init=spectral, **kw)
+        assert not any("set rank" in str(w.message) for w in caught)  # rank 8 covers the 6 directions
         v = np.asarray(r.positions, np.float64).reshape(-1, w_star.size) - w_star
         variances[spectral] = np.var(v @ null, axis=0)
         if spectral:  # every flat direction needs a loading, and the rank covers them
@@ -85,18 +84,13 @@ def test_spectral_start_spans_the_flat_directions():
 
 
 def test_rank_below_the_flat_directions_warns():
-    """7 rotated flat directions and rank 4: the result names the problem and the rank to use;
-    with rank 9 the loadings cover them and that warning is gone."""
+    """7 rotated flat directions and rank 4: the result names the problem and the rank to use.
+    (With the rank covering the flat directions the warning is absent: see the spectral-start
+    test above, 6 directions at rank 8.)"""
     t = linear_regression(d=12, rank=5, seed=0)
-    kw = dict(kernel="vi", key=0, num_chains=2, num_draws=500, num_warmup=1000)
     with pytest.warns(lh.LLCWarning, match="set rank to at least"):
-        r = lh.sample(t.loss_fn, t.params, t.data, **kw)
+        r = lh.sample(t.loss_fn, t.params, t.data, kernel="vi", key=0, num_chains=2, num_draws=500, num_warmup=1000)
     assert np.all(r.diagnostics["rank_short"]) and np.all(r.diagnostics["wide_directions"] >= 7)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        covered = lh.sample(t.loss_fn, t.params, t.data, rank=9, **kw)
-    assert not np.any(covered.diagnostics["rank_short"]), covered.diagnostics["wide_directions"]
-    assert not any("set rank" in str(w.message) for w in caught)
 
 
 def test_vi_inside_family_within_two_percent():
