@@ -38,19 +38,10 @@ import numpy as np
 import lambda_hat as lh
 from benchmarks.meta import run_metadata
 from validation.cases import CASES, GAMMA
+from validation.runner import tolerance
 
 RESULTS = Path(__file__).parent / "results" / "vi_bias.json"
 BEFORE = {"spectral_init": False, "loading_learning_rate": 0.3}
-
-
-def reference(target, nbeta: float, gamma: float) -> float | None:
-    """The exact finite-n E[λ̂] when the target has one, else λ plus its known finite-n bias."""
-    if target.expected_llc_fn is not None:
-        return float(target.expected_llc(nbeta, gamma))
-    if target.lam is None:
-        return None
-    bias = 0.0 if target.finite_n_bias is None else float(target.finite_n_bias(nbeta))
-    return float(target.lam) + bias
 
 
 def run_case(name: str, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +56,8 @@ def run_case(name: str, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
         r = lh.sample(target.loss_fn, target.params, target.data, kernel="vi", key=seed, gamma=GAMMA, **settings)
     wall = time.perf_counter() - t0
     d = r.diagnostics
-    ref = reference(target, r.nbeta, r.gamma)
+    ref, _, bias, _ = tolerance(case, target, r)  # the validation suite's reference and finite-n bias
+    ref = None if ref is None else float(ref) + bias
     worst = int(np.argmax(np.asarray(d["worst_coordinate_z"])))
 
     def rel(x):
@@ -73,7 +65,7 @@ def run_case(name: str, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
 
     return dict(
         case=name,
-        settings={k: v for k, v in settings.items()},
+        settings=settings,
         dim=int(r.config["dim"]),
         reference=ref,
         llc=float(r.llc),

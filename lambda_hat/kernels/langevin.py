@@ -27,6 +27,13 @@ from lambda_hat.kernels.base import KernelOutput, draws_first
 from lambda_hat.kernels.chains import run_chains
 from lambda_hat.posterior import LocalPosterior
 
+# The virial warning's advice for the SGLD family when the ratio is below 1 (draws too narrow).
+NARROW_ADVICE = (
+    "a ratio below 1 means the draws are narrower than the posterior, as for chains that have not yet spread "
+    "out from w* (where they start): raise num_warmup, or the step_size if the chains move too little per step "
+    "to mix within it (check the ratio again: the step-size bias grows with ε)"
+)
+
 
 class PreconditionerInfo(NamedTuple):
     """Per-chain diagnostics of a preconditioned SGLD run: the range of the preconditioner

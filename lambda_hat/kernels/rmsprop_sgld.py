@@ -29,7 +29,13 @@ import jax.numpy as jnp
 
 from lambda_hat.checks import boolean, positive_float, probability
 from lambda_hat.kernels.base import KernelOutput, KernelSpec
-from lambda_hat.kernels.langevin import langevin_step, preconditioner, run_preconditioned, second_moment
+from lambda_hat.kernels.langevin import (
+    NARROW_ADVICE,
+    langevin_step,
+    preconditioner,
+    run_preconditioned,
+    second_moment,
+)
 from lambda_hat.posterior import LocalPosterior
 
 
@@ -169,7 +175,5 @@ RMSPROP_SGLD = KernelSpec(
     check_options=check_options,
     aliases={"alpha": "decay", "stabilizer": "eps"},
     bias_advice="use a smaller step_size (the bias shrinks about linearly with ε) or a larger batch_size",
-    narrow_advice="a ratio below 1 means the draws are narrower than the posterior, as for chains that have not "
-    "yet spread out from w* (where they start): raise num_warmup, or the step_size if the chains move too "
-    "little per step to mix within it (check the ratio again: the step-size bias grows with ε)",
+    narrow_advice=NARROW_ADVICE,
 )

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from lambda_hat.checks import boolean, positive_float
 from lambda_hat.kernels.base import KernelOutput, KernelSpec, draws_first
 from lambda_hat.kernels.chains import run_chains
-from lambda_hat.kernels.langevin import step_bias_terms
+from lambda_hat.kernels.langevin import NARROW_ADVICE, step_bias_terms
 from lambda_hat.posterior import LocalPosterior
 
 
@@ -204,7 +204,5 @@ SGLD = KernelSpec(
     progress=True,
     check_options=_check,
     bias_advice="use a smaller step_size (SGLD's bias shrinks about linearly with ε) or a larger batch_size",
-    narrow_advice="a ratio below 1 means the draws are narrower than the posterior, as for chains that have not "
-    "yet spread out from w* (where they start): raise num_warmup, or the step_size if the chains move too "
-    "little per step to mix within it (check the ratio again: the step-size bias grows with ε)",
+    narrow_advice=NARROW_ADVICE,
 )

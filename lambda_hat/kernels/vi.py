@@ -117,13 +117,15 @@ IS_FLAT_SPREAD = 1e-3  # log-weight spread (nats) below which the weights are ta
 ADAM_B2 = 0.99  # Adam's second-moment decay: short memory, so early transients do not stall the fit
 SPECTRAL_EXTRA = 4  # Ritz pairs found beyond the rank: they show flat directions the rank cannot cover
 SPECTRAL_KEY = 0x5BEC  # fold_in data of the key of the Lanczos start block (one block for every fit)
+SPECTRAL_STEPS = 20  # block Lanczos steps: a Krylov basis of up to 20·(rank + 4) vectors
 
 
 def spectral_basis(key: jax.Array, posterior: LocalPosterior, rank: int) -> lanczos.Eigenpairs:
     """The min(rank + 4, d) flattest eigenpairs (θ_j, u_j) of H = ∇²L_n(w*), by block Lanczos.
 
-    Uses Hessian-vector products only (``lambda_hat.vi.lanczos.smallest_eigenpairs``, 20 block
-    steps: at most 20·min(rank + 4, d) products, each about two gradient evaluations). θ_j is in
+    Uses Hessian-vector products only (``lambda_hat.vi.lanczos.smallest_eigenpairs``,
+    ``SPECTRAL_STEPS`` = 20 block steps: at most 20·min(rank + 4, d) products, each about two
+    gradient evaluations). θ_j is in
     the units of L_n (the posterior's curvature along u_j is nβ·θ_j + γ).
 
     Args:
@@ -146,14 +148,14 @@ def spectral_basis(key: jax.Array, posterior: LocalPosterior, rank: int) -> lanc
         posterior.dim,
         rank + SPECTRAL_EXTRA,
         jax.random.fold_in(key, SPECTRAL_KEY),
+        num_iters=SPECTRAL_STEPS,
         dtype=posterior.dtype,
     )
 
 
 def _spectral_lanczos_hvps(dim: int, rank: int) -> int:
     """The Hessian-vector products :func:`spectral_basis` spends (its Krylov basis size)."""
-    k = min(rank + SPECTRAL_EXTRA, dim)
-    return min(k * 20, dim)
+    return min(min(rank + SPECTRAL_EXTRA, dim) * SPECTRAL_STEPS, dim)
 
 
 def _bonferroni_z(dim: int, family_alpha: float = 0.01) -> float:
@@ -406,21 +408,26 @@ def run_vi(
     def grad_u(logp, vs):
         return jax.vmap(lambda v: -jax.grad(logp)(v))(vs)
 
+    lo, hi = jnp.asarray(1 / PREFIT_MAX_FACTOR, dtype), jnp.asarray(PREFIT_MAX_FACTOR, dtype)
+
+    def prefit_ratio(k_batch, vs, project):
+        # The virial ratios mean_s project(v_s)·project(∂U(v_s)) of the pre-fit steps, over the draws
+        # where the potential is finite, clipped to [1/16, 16] (no finite draw at all: 16, shrink).
+        t = project(vs) * project(grad_u(logp_fn(k_batch), vs))
+        ok = jnp.all(jnp.isfinite(t), axis=1, keepdims=True)
+        r = jnp.sum(jnp.where(ok, t, 0), axis=0) / jnp.sum(ok)
+        return jnp.clip(jnp.where(jnp.isfinite(r), r, hi), lo, hi)
+
     def init_scale(k):
         k_probe, k_fit = jax.random.split(k)
         z = jax.random.rademacher(k_probe, (num_probes, d), dtype)
         diag = jnp.mean(z * jax.vmap(hvp)(z), axis=0)
         s0 = 1.0 / jnp.sqrt(posterior.nbeta * jnp.maximum(diag, 0) + posterior.gamma)
-        lo, hi = jnp.asarray(1 / PREFIT_MAX_FACTOR, dtype), jnp.asarray(PREFIT_MAX_FACTOR, dtype)
 
         def prefit(scale, kk):  # virial fixed point on a diagonal Gaussian
             k_b, k_v = jax.random.split(kk)
             vs = scale * jax.random.normal(k_v, (num_components * num_samples, d), dtype)
-            t = vs * grad_u(logp_fn(k_b), vs)
-            ok = jnp.all(jnp.isfinite(t), axis=1, keepdims=True)  # draws where the potential is finite
-            r = jnp.sum(jnp.where(ok, t, 0), axis=0) / jnp.sum(ok)
-            r = jnp.where(jnp.isfinite(r), r, hi)  # no finite draw at all: shrink
-            return scale * jnp.clip(r, lo, hi) ** -0.25, None
+            return scale * prefit_ratio(k_b, vs, lambda x: x) ** -0.25, None
 
         s, _ = jax.lax.scan(prefit, s0, jax.random.split(k_fit, num_prefit_steps))
         return s
@@ -432,7 +439,6 @@ def run_vi(
         # direction is wide (it needs a loading) where c_j² > u_jᵀDu_j.
         u = basis.vectors
         diag_var = jnp.sum(u * u * (s * s)[:, None], axis=0)
-        lo, hi = jnp.asarray(1 / PREFIT_MAX_FACTOR, dtype), jnp.asarray(PREFIT_MAX_FACTOR, dtype)
 
         def loading_scale(log_t):
             return jnp.sqrt(jnp.maximum(jnp.exp(2 * log_t) - diag_var, 0))
@@ -442,11 +448,7 @@ def run_vi(
             eps = jax.random.normal(k_e, (num_components * num_samples, d), dtype)
             eta = jax.random.normal(k_h, (num_components * num_samples, u.shape[1]), dtype)
             vs = s * eps + (eta * loading_scale(log_t)) @ u.T
-            t = (vs @ u) * (grad_u(logp_fn(k_b), vs) @ u)
-            ok = jnp.all(jnp.isfinite(t), axis=1, keepdims=True)
-            r = jnp.sum(jnp.where(ok, t, 0), axis=0) / jnp.sum(ok)
-            r = jnp.where(jnp.isfinite(r), r, hi)
-            log_t = log_t - 0.25 * jnp.log(jnp.clip(r, lo, hi))
+            log_t = log_t - 0.25 * jnp.log(prefit_ratio(k_b, vs, lambda x: x @ u))
             return log_t, log_t
 
         log_t0 = -0.5 * jnp.log(posterior.nbeta * jnp.maximum(basis.values, 0) + posterior.gamma)
