@@ -161,3 +161,22 @@ def test_flatness_must_be_resolved_to_three_percent():
         assert coarse.recommended() is None
     flat = [4.6, 4.62, 4.64]
     assert _sweep(flat, [0.01 * v for v in flat], virial).recommended() == {100.0: 4e-5}
+
+
+def test_a_step_size_bias_within_two_standard_errors_but_above_five_percent_does_not_qualify():
+    """λ̂ rising 0.15 per doubling of ε with 2% MCSE per cell: each difference is 1.1 combined se
+    (flat by the 2-se test), but the first-order extrapolation to ε → 0, b̂ = 2·(λ̂(ε) − λ̂(ε/2)),
+    puts the bias at +6.3% and +6.5% of λ̂: those ε do not qualify; the smallest ε, which has no
+    smaller one to be compared with, does."""
+    llc = [4.45, 4.60, 4.75]
+    sweep = _sweep(llc, [0.02 * v for v in llc], [1.0, 1.0, 1.004])
+    bias, bias_se = sweep.step_size_bias[:, 0, 0], sweep.step_size_bias_se[:, 0, 0]
+    assert np.isnan(bias[0]) and np.isnan(bias_se[0])
+    np.testing.assert_allclose(bias[1:], [0.30, 0.30], rtol=1e-12)
+    np.testing.assert_allclose(bias_se[1:], [2 * np.hypot(0.092, 0.089), 2 * np.hypot(0.095, 0.092)], rtol=1e-12)
+    for i, rel in [(2, "+6.3%"), (1, "+6.5%")]:
+        ok, reason = sweep._cell_ok(i, 0, 0)
+        assert not ok and f"estimated step-size bias {rel}" in reason and "above 5%" in reason, reason
+    assert sweep.recommended() == {100.0: 1e-5}
+    assert "bias" in sweep.table().splitlines()[0]
+    assert sweep.to_dict()["step_size_bias"][1] == [[pytest.approx(0.30)]]
