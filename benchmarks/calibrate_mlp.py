@@ -1,6 +1,6 @@
 """calibrate's recommended SGLD step size on a 3,466-parameter classifier, checked against NUTS.
 
-    python -m benchmarks.calibrate_mlp [--gamma 100] [--batch-size 100]
+    python -m benchmarks.calibrate_mlp [--gamma 100] [--batch-size 100] [--calibrate-draws 16000]
 
 Needs scikit-learn. The digits MLP of ``benchmarks.basin_gamma`` (64→32→32→10, trained to a
 training cross-entropy of about 1e-4) at γ = 100 (at the default γ = 1 its chains leave the
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gamma", type=float, default=100.0)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--calibrate-draws", type=int, default=4000, help="draws per chain in each cell of the sweep")
+    parser.add_argument("--calibrate-draws", type=int, default=16000, help="draws per chain in each cell of the sweep")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "calibrate_mlp.json")
     args = parser.parse_args(argv)
     params, data, train_loss = trained_digits_mlp()

@@ -363,7 +363,7 @@ def calibrate(
         >>> t = linear_regression(d=5, seed=0)
         >>> cal = lambda_hat.calibrate(t.loss_fn, t.params, t.data, batch_size=100, num_draws=20000)
         >>> print(cal.table())  # doctest: +ELLIPSIS
-                 ε         nβ        γ         λ̂     MCSE   virial    ± se  accept   drift stable
+                 ε         nβ        γ         λ̂     MCSE     bias    ± se   virial    ± se  accept   drift stable
         ...
         >>> (nbeta, eps), = cal.recommended().items()
         >>> bool(1e-5 < eps < 1e-3)
