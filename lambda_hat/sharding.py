@@ -41,22 +41,24 @@ def resolve_devices(devices: Any) -> list[jax.Device]:
     Returned in (process, id) order, the order in which chain blocks are assigned.
 
     Args:
-        devices: None, a Python int k in [1, len(jax.devices())], or a non-empty iterable of
-            distinct ``jax.Device`` objects.
+        devices: None, an int k in [1, len(jax.devices())] (a Python or NumPy integer), or a
+            non-empty iterable of distinct ``jax.Device`` objects.
 
     Returns:
         The chosen devices, sorted by (``process_index``, ``id``).
 
     Raises:
-        TypeError: if ``devices`` is a bool, another non-iterable, or holds non-devices.
+        TypeError: if ``devices`` is a bool (Python or NumPy), another non-iterable, or holds
+            non-devices.
         ValueError: if the int is out of range or a device is listed twice.
     """
     available = jax.devices()
     if devices is None:
         chosen = list(available)
-    elif isinstance(devices, bool):
+    elif isinstance(devices, (bool, np.bool_)):
         raise TypeError(f"devices: expected None, an int or a list of jax devices, got {devices!r}")
-    elif isinstance(devices, int):
+    elif isinstance(devices, (int, np.integer)):
+        devices = int(devices)
         if not 1 <= devices <= len(available):
             raise ValueError(
                 f"devices: expected an int in [1, {len(available)}] (jax.devices() has {len(available)}), got {devices}"

@@ -145,6 +145,8 @@ BAD_DEVICES = [
     (0, ValueError, r"devices: expected an int in \[1, "),
     (len(jax.devices()) + 1, ValueError, r"devices: expected an int in \[1, "),
     (True, TypeError, r"devices: expected None, an int or a list of jax devices"),
+    (np.True_, TypeError, r"devices: expected None, an int or a list of jax devices"),
+    (np.int64(0), ValueError, r"devices: expected an int in \[1, "),
     ("gpu", TypeError, r"devices: expected a non-empty list of jax devices"),
     ([], TypeError, r"devices: expected a non-empty list of jax devices"),
     (3.5, TypeError, r"devices: expected None, an int or a list of jax devices"),
@@ -161,6 +163,7 @@ def test_bad_devices_are_rejected(devices, error, match):
 
 def test_devices_accepts_a_list_and_records_the_count():
     assert resolve_devices(None) == sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+    assert resolve_devices(np.int64(1)) == resolve_devices(1) == resolve_devices(None)[:1]  # NumPy ints too
     t = linear_regression(d=2, n=20, seed=0)
     r = lh.sample(t.loss_fn, t.params, t.data, num_draws=10, num_warmup=0, step_size=1e-4, devices=jax.devices()[:1])
     assert r.config["devices"] == 1
