@@ -88,15 +88,22 @@ class CalibrationResult:
     kappa_max: float | None = None
     reasons: dict[tuple[float, float], str] = field(default_factory=dict)
 
-    def _bias_and_se(self) -> tuple[np.ndarray, np.ndarray]:
+    def _step_differences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per cell, against the next smaller ε' = ε/r of the grid: λ̂(ε) − λ̂(ε'), its standard
+        error √(se(ε)² + se(ε')²), and the extrapolation factor r/(r − 1) (shaped to broadcast);
+        NaN at the smallest ε and next to an unstable cell."""
+        diff, se = np.full(self.llc.shape, np.nan), np.full(self.llc.shape, np.nan)
+        factor = np.full(self.step_sizes.shape, np.nan)
         ratio = self.step_sizes[1:] / self.step_sizes[:-1]
-        factor = (ratio / (ratio - 1))[:, None, None]
+        factor[1:] = ratio / (ratio - 1)
         both = self.stable[1:] & self.stable[:-1]
-        bias = np.full(self.llc.shape, np.nan)
-        se = np.full(self.llc.shape, np.nan)
-        bias[1:] = np.where(both, factor * (self.llc[1:] - self.llc[:-1]), np.nan)
-        se[1:] = np.where(both, factor * np.hypot(self.llc_se[1:], self.llc_se[:-1]), np.nan)
-        return bias, se
+        diff[1:] = np.where(both, self.llc[1:] - self.llc[:-1], np.nan)
+        se[1:] = np.where(both, np.hypot(self.llc_se[1:], self.llc_se[:-1]), np.nan)
+        return diff, se, factor[:, None, None]
+
+    def _bias_and_se(self) -> tuple[np.ndarray, np.ndarray]:
+        diff, se, factor = self._step_differences()
+        return factor * diff, factor * se
 
     @property
     def step_size_bias(self) -> np.ndarray:
@@ -137,28 +144,26 @@ class CalibrationResult:
                 f"ε = {eps:.3g}: virial ratio {self.virial[i, j, k]:.4f} ± {se:.2g} is more than "
                 f"{VIRIAL_MAX_DEVIATION} from 1 ({why})"
             )
-        if i > 0 and self.stable[i - 1, j, k]:
-            diff = self.llc[i, j, k] - self.llc[i - 1, j, k]
-            se = math.hypot(self.llc_se[i, j, k], self.llc_se[i - 1, j, k])
-            if not se <= FLAT_MAX_REL_SE * abs(self.llc[i, j, k]):
+        diffs, ses, factor = self._step_differences()
+        diff, se = diffs[i, j, k], ses[i, j, k]
+        if np.isfinite(diff):  # the next smaller ε is stable
+            llc, smaller = self.llc[i, j, k], f"{self.llc[i - 1, j, k]:.4g} at ε = {self.step_sizes[i - 1]:.3g}"
+            if not se <= FLAT_MAX_REL_SE * abs(llc):
                 return False, (
-                    f"ε = {eps:.3g}: λ̂ = {self.llc[i, j, k]:.4g} against λ̂ = {self.llc[i - 1, j, k]:.4g} at "
-                    f"ε = {self.step_sizes[i - 1]:.3g} is too uncertain to show λ̂ flat in ε (combined se "
-                    f"{se:.2g} > {FLAT_MAX_REL_SE:.0%} of λ̂; lengthen num_draws)"
+                    f"ε = {eps:.3g}: λ̂ = {llc:.4g} against λ̂ = {smaller} is too uncertain to show λ̂ flat "
+                    f"in ε (combined se {se:.2g} > {FLAT_MAX_REL_SE:.0%} of λ̂; lengthen num_draws)"
                 )
             if abs(diff) > 2 * se:
                 return False, (
-                    f"ε = {eps:.3g}: λ̂ = {self.llc[i, j, k]:.4g} differs from λ̂ = "
-                    f"{self.llc[i - 1, j, k]:.4g} at ε = {self.step_sizes[i - 1]:.3g} by "
-                    f"{diff / se:+.1f} standard errors (not flat in ε)"
+                    f"ε = {eps:.3g}: λ̂ = {llc:.4g} differs from λ̂ = {smaller} by {diff / se:+.1f} "
+                    "standard errors (not flat in ε)"
                 )
-            bias = self.step_size_bias[i, j, k]
-            if not abs(bias) <= MAX_STEP_BIAS * abs(self.llc[i, j, k]):
-                rel, rel_se = bias / abs(self.llc[i, j, k]), self.step_size_bias_se[i, j, k] / abs(self.llc[i, j, k])
+            bias, bias_se = factor[i, 0, 0] * diff, factor[i, 0, 0] * se
+            if not abs(bias) <= MAX_STEP_BIAS * abs(llc):
                 return False, (
-                    f"ε = {eps:.3g}: estimated step-size bias {rel:+.1%} ± {rel_se:.1%} of λ̂ (extrapolated "
-                    f"to ε → 0 from λ̂ = {self.llc[i, j, k]:.4g} here and {self.llc[i - 1, j, k]:.4g} at "
-                    f"ε = {self.step_sizes[i - 1]:.3g}) is above {MAX_STEP_BIAS:.0%}"
+                    f"ε = {eps:.3g}: estimated step-size bias {bias / abs(llc):+.1%} ± {bias_se / abs(llc):.1%} "
+                    f"of λ̂ (extrapolated to ε → 0 from λ̂ = {llc:.4g} here and {smaller}) is above "
+                    f"{MAX_STEP_BIAS:.0%}"
                 )
         if np.isfinite(self.drift[i, j, k]) and abs(self.drift[i, j, k]) >= 3:
             return False, f"ε = {eps:.3g}: the λ̂ trace drifts ({self.drift[i, j, k]:+.1f} MCSE between halves)"
