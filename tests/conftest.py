@@ -98,6 +98,18 @@ def _xla_optimization_level(request):
     _set_optimizations_off(not _OPTIMIZE_ALL)
 
 
+@pytest.fixture
+def xla_optimizations():
+    """``set(on)``: turn XLA's optimization passes on or off for the programs compiled next in
+    this test (for a test whose parts differ: long chains in one, compilation-bound calls in the
+    others); the test's default is restored after it."""
+
+    def set_on(on: bool) -> None:
+        _set_optimizations_off(not _OPTIMIZE_ALL and not on)
+
+    return set_on
+
+
 def pytest_unconfigure(config):
     while _OWNED_CACHE:
         shutil.rmtree(_OWNED_CACHE.pop(), ignore_errors=True)
