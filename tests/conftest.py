@@ -89,6 +89,16 @@ def _set_optimizations_off(off: bool) -> None:
     jax.config.update("jax_disable_most_optimizations", off)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run the long tests first (those marked ``xla_optimized`` or ``long``), so that the
+    pytest-xdist workers share them out early and finish together instead of one worker running a
+    long test alone at the end. The order is otherwise the collection order (stable sort), the same
+    in every worker as xdist requires."""
+    items.sort(
+        key=lambda item: item.get_closest_marker("xla_optimized") is None and item.get_closest_marker("long") is None
+    )
+
+
 @pytest.fixture(autouse=True)
 def _xla_optimization_level(request):
     """Optimization passes off, unless the test is marked ``xla_optimized`` (see the module

@@ -17,7 +17,11 @@ PAGES = sorted(p for p in DOCS.glob("*.md") if "```python" in p.read_text())
 RUN_TIME_BOUND_BLOCKS = {"llc_over_training.md": {1}}
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(p, marks=pytest.mark.long) if p.name in RUN_TIME_BOUND_BLOCKS else p for p in PAGES],
+    ids=[p.name for p in PAGES],
+)
 def test_doc_examples_run(page, xla_optimizations):
     namespace: dict = {}
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
