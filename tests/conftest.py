@@ -12,8 +12,12 @@ Most tests run short chains, and compiling their programs costs more than runnin
 optimization passes are off by default (``jax_disable_most_optimizations``; the programs compute
 the same quantities, and the tolerances come from Monte Carlo error, not rounding). The few tests
 whose run time dominates (long chains, calibration sweeps) are marked ``@pytest.mark.xla_optimized``
-and compile with the full optimization pipeline, which runs them 1.5-4x faster. Set
-LAMBDA_HAT_TEST_XLA_OPTIMIZE=1 to optimize every test's programs (as a user's programs are).
+and compile with XLA's optimizations at LLVM level 1 (``--xla_backend_optimization_level=1``
+instead of the default 3): on these programs level 1 runs as fast as level 3 and compiles 2-3x
+faster (docs/llc_over_training.md's examples: 15.9 s at level 1, 24.4 s at level 3, 28.2 s
+unoptimized; x32, 2 cores), and 1.5-4x faster than unoptimized. They run first, so that the
+parallel workers share them out early. Set LAMBDA_HAT_TEST_XLA_OPTIMIZE=1 to optimize every test's
+programs with XLA's default pipeline (as a user's programs are).
 
 XLA:CPU's newer MLIR fusion emitters compile these programs more slowly than its classic LLVM IR
 emitters (the larger programs, VI's and NUTS's, in about half the time with the classic ones), so
@@ -37,6 +41,7 @@ _OWNED_CACHE: list[str] = []  # the temporary folder this (controller) process c
 _OPTIMIZE_ALL = os.environ.get("LAMBDA_HAT_TEST_XLA_OPTIMIZE", "0") == "1"
 _OPTIMIZATIONS_OFF = "JAX_DISABLE_MOST_OPTIMIZATIONS"
 _FAST_COMPILE_FLAGS = "--xla_cpu_use_fusion_emitters=false"
+_OPTIMIZATION_LEVEL_FLAG = "--xla_backend_optimization_level=1"  # the xla_optimized tests' level
 _FLAGS_ENV = "LAMBDA_HAT_TEST_XLA_FLAGS"  # "1": add them (when supported), "0": do not
 
 
@@ -68,6 +73,10 @@ def pytest_configure(config):
         os.environ[_FLAGS_ENV] = "added" if use else "0"
         if use:
             os.environ["XLA_FLAGS"] = _xla_flags_with(_FAST_COMPILE_FLAGS)
+    # The xla_optimized tests' LLVM level (unoptimized programs get level 0 from JAX regardless),
+    # unless every test is to be optimized as a user's programs are, or XLA_FLAGS sets a level.
+    if not _OPTIMIZE_ALL and "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = _xla_flags_with(_OPTIMIZATION_LEVEL_FLAG)
     # JAX reads these variables at import, in the workers and in subprocesses; this process has
     # imported jax already, so it is configured directly as well.
     settings = {
@@ -90,13 +99,11 @@ def _set_optimizations_off(off: bool) -> None:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the long tests first (those marked ``xla_optimized`` or ``long``), so that the
+    """Run the long tests first (those marked ``xla_optimized``), so that the
     pytest-xdist workers share them out early and finish together instead of one worker running a
     long test alone at the end. The order is otherwise the collection order (stable sort), the same
     in every worker as xdist requires."""
-    items.sort(
-        key=lambda item: item.get_closest_marker("xla_optimized") is None and item.get_closest_marker("long") is None
-    )
+    items.sort(key=lambda item: item.get_closest_marker("xla_optimized") is None)
 
 
 @pytest.fixture(autouse=True)
@@ -106,18 +113,6 @@ def _xla_optimization_level(request):
     _set_optimizations_off(not _OPTIMIZE_ALL and request.node.get_closest_marker("xla_optimized") is None)
     yield
     _set_optimizations_off(not _OPTIMIZE_ALL)
-
-
-@pytest.fixture
-def xla_optimizations():
-    """``set(on)``: turn XLA's optimization passes on or off for the programs compiled next in
-    this test (for a test whose parts differ: long chains in one, compilation-bound calls in the
-    others); the test's default is restored after it."""
-
-    def set_on(on: bool) -> None:
-        _set_optimizations_off(not _OPTIMIZE_ALL and not on)
-
-    return set_on
 
 
 def pytest_unconfigure(config):

@@ -10,25 +10,18 @@ DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 PAGES = sorted(p for p in DOCS.glob("*.md") if "```python" in p.read_text())
 
 
-# pages with examples that run long chains: {page: indices of those ```python blocks}, compiled
-# with XLA's optimizations (see tests/conftest.py); the page's other blocks are compilation-bound
-# and compile without them. Measured on 2 cores, x32: llc_over_training.md's blocks take
-# 3.4 / 10.2 / 3.6 / 7.2 s all optimized, 2.9 / 16.3 / 3.3 / 5.7 s none optimized.
-RUN_TIME_BOUND_BLOCKS = {"llc_over_training.md": {1}}
+# pages whose examples run long chains: compiled with XLA's optimizations (see tests/conftest.py)
+RUN_TIME_BOUND = {"llc_over_training.md"}
 
 
 @pytest.mark.parametrize(
     "page",
-    [pytest.param(p, marks=pytest.mark.long) if p.name in RUN_TIME_BOUND_BLOCKS else p for p in PAGES],
+    [pytest.param(p, marks=pytest.mark.xla_optimized) if p.name in RUN_TIME_BOUND else p for p in PAGES],
     ids=[p.name for p in PAGES],
 )
-def test_doc_examples_run(page, xla_optimizations):
+def test_doc_examples_run(page, capsys):
     namespace: dict = {}
-    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    optimized = RUN_TIME_BOUND_BLOCKS.get(page.name, set())
-    assert optimized <= set(range(len(blocks))), (page.name, len(blocks), optimized)
-    for i, block in enumerate(blocks):
-        xla_optimizations(i in optimized)
+    for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exec(compile(block, str(page), "exec"), namespace)

@@ -112,7 +112,7 @@ def test_adam_sgld_matches_exact_quadratic(make, eps, draws):
     assert_close_to_exact(r, t.expected_llc(r.nbeta, r.gamma), rel=0.05)
 
 
-@pytest.mark.long
+@pytest.mark.xla_optimized
 def test_adam_sgld_lag_bias_is_first_order_in_step_size():
     """Adam-SGLD − RMSProp-SGLD with the same key (same noise, same frozen v): the paired
     difference isolates the lag bias of m̂. It must shrink in proportion to ε (measured: +5.8%
@@ -129,7 +129,6 @@ def test_adam_sgld_lag_bias_is_first_order_in_step_size():
     assert_close_to_exact(adam, exact, rel=0.05)  # the small-step run itself is exact within 5%
 
 
-@pytest.mark.long
 def test_adam_sgld_beats_sgld_at_condition_1e4():
     """Equal gradient budget (16 chains × 65,000 steps) on a diagonal quadratic with Hessian
     eigenvalues 1…1e4. SGLD's ε is held by the stiffest direction (εκ_max = 0.04), so its slowest

@@ -18,7 +18,7 @@ from validation import report, runner
 from validation.cases import Case
 
 
-@pytest.mark.long
+@pytest.mark.xla_optimized
 def test_fast_subset_passes_and_writes_report(tmp_path):
     code = cli.main(
         ["--case", "quadratic_d5_full", "--case", "potential_d8", "--kernel", "sgld", "--out", str(tmp_path)]
