@@ -13,11 +13,11 @@ optimization passes are off by default (``jax_disable_most_optimizations``; the 
 the same quantities, and the tolerances come from Monte Carlo error, not rounding). The few tests
 whose run time dominates (long chains, calibration sweeps) are marked ``@pytest.mark.xla_optimized``
 and compile with XLA's optimizations at LLVM level 1 (``--xla_backend_optimization_level=1``
-instead of the default 3): on these programs level 1 runs as fast as level 3 and compiles 2-3x
-faster (docs/llc_over_training.md's examples: 15.9 s at level 1, 24.4 s at level 3, 28.2 s
-unoptimized; x32, 2 cores), and 1.5-4x faster than unoptimized. They run first, so that the
-parallel workers share them out early. Set LAMBDA_HAT_TEST_XLA_OPTIMIZE=1 to optimize every test's
-programs with XLA's default pipeline (as a user's programs are).
+instead of the default 3), which runs them 1.5-4x faster than unoptimized: on these programs
+level 1 runs as fast as level 3 and compiles 2-3x faster (docs/llc_over_training.md's examples
+take 15.9 s at level 1, 24.4 s at level 3 and 28.2 s unoptimized; x32, 2 cores). They run first,
+so that the parallel workers share them out early. Set LAMBDA_HAT_TEST_XLA_OPTIMIZE=1 to optimize
+every test's programs with XLA's default pipeline (as a user's programs are).
 
 XLA:CPU's newer MLIR fusion emitters compile these programs more slowly than its classic LLVM IR
 emitters (the larger programs, VI's and NUTS's, in about half the time with the classic ones), so
@@ -99,10 +99,10 @@ def _set_optimizations_off(off: bool) -> None:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the long tests first (those marked ``xla_optimized``), so that the
-    pytest-xdist workers share them out early and finish together instead of one worker running a
-    long test alone at the end. The order is otherwise the collection order (stable sort), the same
-    in every worker as xdist requires."""
+    """Run the long tests (those marked ``xla_optimized``) first, so that the pytest-xdist workers
+    share them out early and finish together instead of one worker running a long test alone at
+    the end. The order is otherwise the collection order (a stable sort), the same in every worker,
+    as xdist requires."""
     items.sort(key=lambda item: item.get_closest_marker("xla_optimized") is None)
 
 
