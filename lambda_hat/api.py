@@ -401,7 +401,7 @@ def _assemble(
             "reduce the step size or check loss_fn near w*"
         )
     messages: list[str | None] = [invalid_chains_message(valid, finite, lambda c: spec.explain_invalid(info, c))]
-    stats = llc_statistics(llc_trace[valid])
+    stats = llc_statistics(llc_trace[valid], spec.mcse_block)
     importance: dict[str, Any] = {}
     if out.log_weights is not None:  # draws from a proposal q: certify with the importance weights
         stats, importance, message = _importance_weighted(spec, out, llc_trace, valid, stats)
@@ -416,7 +416,7 @@ def _assemble(
     extra = {k: np.asarray(v) for k, v in (out.traces or {}).items()}
     if out.excess_loss_cv is not None:  # a control-variate version of the same draws
         extra["excess_loss_cv"] = np.asarray(out.excess_loss_cv)
-        cv = llc_statistics(nbeta * np.asarray(out.excess_loss_cv, np.float64)[valid])
+        cv = llc_statistics(nbeta * np.asarray(out.excess_loss_cv, np.float64)[valid], spec.mcse_block)
         info["llc_cv"], info["llc_cv_se"] = cv["llc"], cv["llc_se"]
     per_chain = np.full(len(valid), np.nan)
     per_chain[valid] = stats["llc_per_chain"]
@@ -463,6 +463,7 @@ def _assemble(
                 np.asarray(posterior.observable_loss_at_wstar),
                 nbeta,
                 np.asarray(out.log_weights)[valid] if weighted else None,
+                spec.mcse_block,
             )
     if warn_stationarity:
         messages.append(stationarity_message(grad_norm, stationarity_shift, stats["llc"], stats["llc_se"]))

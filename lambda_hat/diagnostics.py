@@ -19,11 +19,40 @@ PARETO_K_MAX = 0.7  # importance weights with a larger Pareto k̂ are not truste
 IS_SHIFT_MAX = 0.05  # an importance-weighted λ̂ this far (relative) from q's raw mean is not trusted
 
 
-def llc_statistics(llc_trace: np.ndarray) -> dict[str, Any]:
+MIN_MCSE_BLOCKS = 50  # block averaging (``block`` > 1) keeps at least this many blocks per chain
+
+
+def _ess(trace: np.ndarray, block: int) -> float:
+    """ESS of a (chains, draws) trace in units of draws; with ``block`` b > 1, from the means of
+    consecutive blocks of b draws: ESS = Var(draws)·ESS_b / Var(block means), ESS_b the
+    block means' ESS."""
+    if block <= 1:
+        return float(effective_sample_size(trace))
+    chains, draws = trace.shape
+    means = trace[:, : (draws // block) * block].reshape(chains, draws // block, block).mean(axis=2)
+    spread = float(means.var(ddof=1))
+    if not spread > 0:
+        return float(trace.size)
+    return float(trace.var(ddof=1)) * float(effective_sample_size(means)) / spread
+
+
+def llc_statistics(llc_trace: np.ndarray, block: int = 1) -> dict[str, Any]:
     """Mean, MCSE, ESS, R-hat and per-chain means of a (chains, draws) λ̂ trace.
+
+    The ESS is the multi-chain estimate of Geyer's initial monotone sequence (numpyro's
+    ``effective_sample_size``), whose truncation assumes a reversible chain (an autocorrelation
+    that decays monotonically in pairs of lags). For a chain that is not reversible, and whose
+    autocorrelation oscillates, ``block`` = b > 1 estimates it from the means of consecutive
+    blocks of b draws instead: Var(mean) = Var(block means)/ESS_b, whatever the autocorrelation
+    does within a block (b is lowered so that each chain keeps at least ``MIN_MCSE_BLOCKS``
+    blocks; with fewer than 2·that many draws the plain estimate is used). Unadjusted MCLMC uses
+    b = 10: on a rotated rank-deficient quadratic (d = 10, rank 4) its λ̂ autocorrelation is 0.33,
+    0.06, 0.19, 0.14 at lags 1, 2, 5 and 10, the plain estimate's MCSE was 1.27× too small over 100
+    seeds and the blocked one's 1.07×.
 
     Args:
         llc_trace: (chains, draws) per-draw λ̂_t = nβ·(L(w_t) − L_n(w*)) of the valid chains.
+        block: draws per block for the ESS (1 = the plain estimate).
 
     Returns:
         dict with ``llc`` (the mean over all draws), ``llc_se`` (the MCSE sd/√ESS, 0 when sd = 0),
@@ -34,14 +63,15 @@ def llc_statistics(llc_trace: np.ndarray) -> dict[str, Any]:
     """
     trace = np.asarray(llc_trace, dtype=np.float64)
     chains, draws = trace.shape
+    block = max(1, min(int(block), draws // MIN_MCSE_BLOCKS))
     mean = float(trace.mean())
     per_chain = trace.mean(axis=1)
     sd = float(trace.std(ddof=1)) if trace.size > 1 else 0.0
     if draws >= 4 and sd > 0:
-        ess = float(effective_sample_size(trace))
+        ess = _ess(trace, block)
         ess = min(max(ess, 1.0), float(trace.size))  # guard: the estimator can exceed N on anticorrelated chains
         rhat = float(split_gelman_rubin(trace))
-        ess_per_chain = [float(effective_sample_size(trace[c : c + 1])) for c in range(chains)]
+        ess_per_chain = [_ess(trace[c : c + 1], block) for c in range(chains)]
     else:
         ess, rhat, ess_per_chain = float(trace.size), float("nan"), [float(draws)] * chains
     se = sd / math.sqrt(ess) if sd > 0 else 0.0
@@ -543,6 +573,7 @@ def observable_statistics(
     loss_at_wstar: np.ndarray,
     nbeta: float,
     log_weights: np.ndarray | None = None,
+    block: int = 1,
 ) -> dict[str, dict[str, Any]]:
     """Data-refined LLCs: λ̂_k = nβ·E_p[L_k(w) − L_k(w*)] for each observable dataset k, at the
     draws of the sampling posterior, and the covariance of L_k with the sampling loss.
@@ -563,6 +594,7 @@ def observable_statistics(
         nbeta: nβ of the run (the product, not β).
         log_weights: (chains, draws) normalised log importance weights when the draws come from
             a proposal and λ̂ is importance-weighted (VI); None for equally weighted draws.
+        block: draws per block for the ESS of equally weighted draws, as in :func:`llc_statistics`.
 
     Returns:
         {name: {"llc", "llc_se", "loss_at_wstar", "loss_covariance"}} plus ``ess`` and ``rhat``
@@ -579,7 +611,7 @@ def observable_statistics(
     for j, name in enumerate(names):
         trace = nbeta * obs[..., j]
         if log_weights is None:
-            s = llc_statistics(trace)
+            s = llc_statistics(trace, block)
             entry = {"llc": s["llc"], "llc_se": s["llc_se"], "ess": s["ess"], "rhat": s["rhat"]}
         else:
             s = importance_statistics(trace, log_weights)

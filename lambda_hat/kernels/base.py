@@ -154,6 +154,10 @@ class KernelSpec:
             posterior: chains that have not yet spread out from w*, where they start).
         check_posterior: raises ValueError for a posterior the kernel cannot handle (before compiling).
         virial_tolerance: |r − 1| below max(this, 3·se) passes the virial self-check.
+        mcse_block: draws per block for λ̂'s ESS (1: Geyer's initial monotone sequence on the
+            draws; > 1: on the means of blocks of that many draws, for a kernel that is not
+            reversible and whose autocorrelation oscillates; see
+            :func:`lambda_hat.diagnostics.llc_statistics`).
     """
 
     name: str
@@ -174,3 +178,4 @@ class KernelSpec:
     )
     check_posterior: Callable[[Any], None] = field(default=lambda posterior: None)
     virial_tolerance: float = 0.02
+    mcse_block: int = 1
