@@ -440,7 +440,7 @@ def _assemble(
         sizes = np.asarray(posterior.group_sizes)
         used = sizes > 0  # (a padded posterior's union of groups may hold empty ones)
         names = tuple(name for name, u in zip(posterior.group_names, used) if u)
-        virial = virial_statistics(np.asarray(terms.virial)[valid][..., used], sizes[used], names)
+        virial = virial_statistics(np.asarray(terms.virial)[valid][..., used], sizes[used], names, spec.mcse_block)
         diagnostics["virial"] = virial
         advice = spec.bias_advice if virial["ratio"] >= 1 else spec.narrow_advice
         if step_bias is not None and step_bias["applied"] and virial["ratio"] >= 1:
@@ -450,7 +450,11 @@ def _assemble(
             )
         messages.append(virial_message(virial, spec.name, advice, spec.virial_tolerance))
         basin = basin_statistics(
-            np.asarray(terms.distance_sq)[valid], llc_trace[valid], posterior.num_sampled, float(posterior.gamma)
+            np.asarray(terms.distance_sq)[valid],
+            llc_trace[valid],
+            posterior.num_sampled,
+            float(posterior.gamma),
+            spec.mcse_block,
         )
         diagnostics["basin"] = basin
         messages.append(basin_message(basin, float(posterior.gamma)))

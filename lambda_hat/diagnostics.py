@@ -22,18 +22,19 @@ IS_SHIFT_MAX = 0.05  # an importance-weighted λ̂ this far (relative) from q's 
 MIN_MCSE_BLOCKS = 50  # block averaging (``block`` > 1) keeps at least this many blocks per chain
 
 
-def _ess(trace: np.ndarray, block: int) -> float:
-    """ESS of a (chains, draws) trace in units of draws; with ``block`` b > 1, from the means of
-    consecutive blocks of b draws: ESS = Var(draws)·ESS_b / Var(block means), ESS_b the
-    block means' ESS."""
-    if block <= 1:
-        return float(effective_sample_size(trace))
+def _ess(trace: np.ndarray, block: int, variance: float) -> float:
+    """ESS of a (chains, draws) trace in units of draws, clipped to [1, chains·draws] (the
+    estimator can exceed the draw count on anticorrelated chains). With ``block`` b > 1 it comes
+    from the means of consecutive blocks of b draws: ESS = Var(draws)·ESS_b / Var(block means),
+    ESS_b the block means' ESS; ``variance`` is Var(draws) (ddof = 1)."""
     chains, draws = trace.shape
-    means = trace[:, : (draws // block) * block].reshape(chains, draws // block, block).mean(axis=2)
-    spread = float(means.var(ddof=1))
-    if not spread > 0:
-        return float(trace.size)
-    return float(trace.var(ddof=1)) * float(effective_sample_size(means)) / spread
+    if block <= 1:
+        ess = float(effective_sample_size(trace))
+    else:
+        means = trace[:, : (draws // block) * block].reshape(chains, draws // block, block).mean(axis=2)
+        spread = float(means.var(ddof=1))
+        ess = variance * float(effective_sample_size(means)) / spread if spread > 0 else float(trace.size)
+    return min(max(ess, 1.0), float(trace.size))
 
 
 def llc_statistics(llc_trace: np.ndarray, block: int = 1) -> dict[str, Any]:
@@ -57,7 +58,8 @@ def llc_statistics(llc_trace: np.ndarray, block: int = 1) -> dict[str, Any]:
     Returns:
         dict with ``llc`` (the mean over all draws), ``llc_se`` (the MCSE sd/√ESS, 0 when sd = 0),
         ``llc_sd`` (the sd of all draws), ``llc_per_chain`` ((chains,) means), ``ess`` (the
-        multi-chain ESS, clipped to [1, chains·draws]), ``ess_per_chain`` ((chains,)) and ``rhat``
+        multi-chain ESS, clipped to [1, chains·draws]), ``ess_per_chain`` ((chains,), each clipped to
+        [1, draws]) and ``rhat``
         (split R-hat). With fewer than 4 draws or zero spread, ``ess`` is chains·draws,
         ``ess_per_chain`` is draws and ``rhat`` is NaN.
     """
@@ -68,10 +70,9 @@ def llc_statistics(llc_trace: np.ndarray, block: int = 1) -> dict[str, Any]:
     per_chain = trace.mean(axis=1)
     sd = float(trace.std(ddof=1)) if trace.size > 1 else 0.0
     if draws >= 4 and sd > 0:
-        ess = _ess(trace, block)
-        ess = min(max(ess, 1.0), float(trace.size))  # guard: the estimator can exceed N on anticorrelated chains
+        ess = _ess(trace, block, sd**2)
         rhat = float(split_gelman_rubin(trace))
-        ess_per_chain = [_ess(trace[c : c + 1], block) for c in range(chains)]
+        ess_per_chain = [_ess(trace[c : c + 1], block, float(trace[c].var(ddof=1))) for c in range(chains)]
     else:
         ess, rhat, ess_per_chain = float(trace.size), float("nan"), [float(draws)] * chains
     se = sd / math.sqrt(ess) if sd > 0 else 0.0
@@ -89,13 +90,15 @@ def llc_statistics(llc_trace: np.ndarray, block: int = 1) -> dict[str, Any]:
 VIRIAL_TOLERANCE = 0.02  # |r − 1| beyond max(this, 3·se) is reported
 
 
-def _mean_and_mcse(trace: np.ndarray) -> tuple[float, float]:
-    """Mean of a (chains, draws) trace and its MCSE sd/√ESS (ESS as for λ̂)."""
-    stats = llc_statistics(trace)
+def _mean_and_mcse(trace: np.ndarray, block: int = 1) -> tuple[float, float]:
+    """Mean of a (chains, draws) trace and its MCSE sd/√ESS (ESS as for λ̂, with ``block``)."""
+    stats = llc_statistics(trace, block)
     return stats["llc"], stats["llc_se"]
 
 
-def virial_statistics(group_trace: np.ndarray, group_sizes: np.ndarray, group_names: tuple[str, ...]) -> dict[str, Any]:
+def virial_statistics(
+    group_trace: np.ndarray, group_sizes: np.ndarray, group_names: tuple[str, ...], block: int = 1
+) -> dict[str, Any]:
     """The virial self-check from per-draw group means of v_i·∂_iU.
 
     For p ∝ exp(−U) on v = w − w* (U = nβ(L_n(w) − L_n(w*)) + (γ/2)‖v‖², γ > 0), Stein's identity
@@ -111,6 +114,8 @@ def virial_statistics(group_trace: np.ndarray, group_sizes: np.ndarray, group_na
         group_trace: (chains, draws, num_groups) per-draw group means (valid chains only).
         group_sizes: (num_groups,) coordinates per group.
         group_names: the groups' names (parameter leaf paths).
+        block: draws per block for the ESS, as for :func:`llc_statistics` (the kernel's
+            ``mcse_block``).
 
     Returns:
         dict with ``ratio`` and ``se`` (overall), ``groups`` (``{name: {"ratio", "se", "size"}}``),
@@ -120,12 +125,12 @@ def virial_statistics(group_trace: np.ndarray, group_sizes: np.ndarray, group_na
     trace = np.asarray(group_trace, np.float64)
     sizes = np.asarray(group_sizes, np.float64)
     overall = trace @ sizes / sizes.sum()
-    ratio, se = _mean_and_mcse(overall)
+    ratio, se = _mean_and_mcse(overall, block)
     groups = {}
     worst = ("<overall>", abs(ratio - 1))
     worst_z = abs(ratio - 1) / se if se > 0 else (0.0 if ratio == 1 else math.inf)
     for g, name in enumerate(group_names):
-        r_g, se_g = _mean_and_mcse(trace[..., g])
+        r_g, se_g = _mean_and_mcse(trace[..., g], block)
         groups[name] = {"ratio": r_g, "se": se_g, "size": int(sizes[g])}
         if abs(r_g - 1) > worst[1]:
             worst = (name, abs(r_g - 1))
@@ -484,21 +489,24 @@ BASIN_GROWTH_MAX = 0.10  # mean ‖w − w*‖² growing by more than this betwe
 BASIN_TREND_Z = 4.0  # ... and by more than this many standard errors: the chains are leaving
 
 
-def _thirds_trend(trace: np.ndarray) -> tuple[float, float]:
+def _thirds_trend(trace: np.ndarray, block: int = 1) -> tuple[float, float]:
     """(relative growth, z) of a positive (chains, draws) trace's mean from the first to the last
-    third of the draws; z uses each third's MCSE. NaN for fewer than 12 draws."""
+    third of the draws; z uses each third's MCSE (ESS with ``block``). NaN for fewer than 12
+    draws."""
     draws = trace.shape[1]
     if draws < 12:
         return float("nan"), float("nan")
-    first, first_se = _mean_and_mcse(trace[:, : draws // 3])
-    last, last_se = _mean_and_mcse(trace[:, -(draws // 3) :])
+    first, first_se = _mean_and_mcse(trace[:, : draws // 3], block)
+    last, last_se = _mean_and_mcse(trace[:, -(draws // 3) :], block)
     spread = math.hypot(first_se, last_se)
     growth = last / first - 1 if first != 0 else float("nan")
     z = (last - first) / spread if spread > 0 else (0.0 if last == first else math.copysign(math.inf, last - first))
     return float(growth), float(z)
 
 
-def basin_statistics(distance_sq: np.ndarray, llc_trace: np.ndarray, dim: int, gamma: float) -> dict[str, Any]:
+def basin_statistics(
+    distance_sq: np.ndarray, llc_trace: np.ndarray, dim: int, gamma: float, block: int = 1
+) -> dict[str, Any]:
     """Where the chains are relative to w* and to the localizer's scale, and whether they drift.
 
     The localized posterior p ∝ exp(−nβ(L_n − L*) − (γ/2)‖v‖²), v = w − w*, is meant to sit in
@@ -514,6 +522,7 @@ def basin_statistics(distance_sq: np.ndarray, llc_trace: np.ndarray, dim: int, g
         llc_trace: (chains, draws) the per-draw λ̂ of the same chains (its trend is reported too).
         dim: d, the number of sampled coordinates.
         gamma: γ, the localization strength.
+        block: draws per block for the thirds' MCSE, as for :func:`llc_statistics`.
 
     Returns:
         dict with ``rms_distance`` (√(E‖v‖²/d), per sampled weight), ``localizer_scale`` (1/√γ;
@@ -523,8 +532,8 @@ def basin_statistics(distance_sq: np.ndarray, llc_trace: np.ndarray, dim: int, g
     """
     d2 = np.asarray(distance_sq, np.float64)
     mean_sq = float(d2.mean())
-    growth, z = _thirds_trend(d2)
-    llc_growth, llc_z = _thirds_trend(np.asarray(llc_trace, np.float64))
+    growth, z = _thirds_trend(d2, block)
+    llc_growth, llc_z = _thirds_trend(np.asarray(llc_trace, np.float64), block)
     return {
         "rms_distance": math.sqrt(mean_sq / dim),
         "localizer_scale": 1 / math.sqrt(gamma) if gamma > 0 else math.inf,

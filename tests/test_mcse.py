@@ -55,3 +55,28 @@ def test_block_size_drops_to_keep_enough_blocks_per_chain():
     ess = min(y.size, y.var(ddof=1) * float(effective_sample_size(means)) / means.var(ddof=1))
     assert np.isclose(llc_statistics(y, block=10)["llc_se"], y.std(ddof=1) / np.sqrt(ess), rtol=1e-12)
     assert not np.isclose(llc_statistics(y, block=10)["llc_se"], llc_statistics(y)["llc_se"], rtol=1e-6)
+
+
+def test_per_chain_ess_is_clipped_to_the_draws_on_anticorrelated_chains():
+    # an alternating chain (ρ_1 = −0.9): Geyer's estimate exceeds the number of draws
+    rng = np.random.default_rng(2)
+    x = np.zeros((3, 4000))
+    for t in range(1, x.shape[1]):
+        x[:, t] = -0.9 * x[:, t - 1] + rng.standard_normal(3)
+    for block in (1, 10):
+        stats = llc_statistics(x, block=block)
+        assert 1 <= stats["ess"] <= x.size
+        assert np.all((stats["ess_per_chain"] >= 1) & (stats["ess_per_chain"] <= x.shape[1])), stats["ess_per_chain"]
+    assert float(effective_sample_size(x[:1])) > x.shape[1]  # what the clip guards against
+
+
+def test_virial_error_uses_the_kernels_block_size():
+    from lambda_hat.diagnostics import virial_statistics
+
+    rng = np.random.default_rng(3)
+    x = 1 + 0.01 * _oscillating_chains(rng)[..., None]  # one group, per-draw v·∂U values near 1
+    v1 = virial_statistics(x, np.array([1]), ("w",))
+    v10 = virial_statistics(x, np.array([1]), ("w",), block=10)
+    assert np.isclose(v1["se"], llc_statistics(x[..., 0])["llc_se"], rtol=1e-12)
+    assert np.isclose(v10["se"], llc_statistics(x[..., 0], block=10)["llc_se"], rtol=1e-12)
+    assert v10["se"] > 1.5 * v1["se"]  # the blocked error sees the oscillation's long-run variance
