@@ -8,11 +8,17 @@ preconditioner P = 1/(√v + eps), one step is
 
 (``step_size`` = ε, as for SGLD; BlackJAX's h = ε/2). The preconditioner's derivative
 correction (pSGLD's Γ term) is omitted, as in Hitchcock & Hoogland (2025); with the default
-``freeze=True`` v is adapted during warmup only, so the kept draws come from Langevin dynamics
-with a constant P, whose stationary law is the localized posterior as ε → 0.
+``freeze=True`` v is adapted during the first half of the warmup only. It is then fixed at the
+mean of g² over that half's second half, and the chain spends the rest of the warmup relaxing
+under the fixed P, so the kept draws come from Langevin dynamics with a constant P, whose
+stationary law is the localized posterior as ε → 0. (A chain whose P follows its recent
+gradients samples a different law — P depends on where the chain is, and the Γ term that would
+correct for that is omitted — and its draws would start from that law: on the normal crossing
+w1² + w2⁴ at ε = 1.5e-4, 40,000 draws, adapting through the whole warmup read λ̂ +6.0% high over
+50 seeds, and relaxing under the fixed P +1.2%.)
 
 SGLD (P = I) also uses :func:`step_bias_terms`, the per-draw terms of the first-order estimate
-of the step size's bias on λ̂.
+of the step size's bias on λ̂ (Adam-SGLD scales them by (1 + beta1)/(1 − beta1), its lag's factor).
 """
 
 from __future__ import annotations
@@ -63,19 +69,21 @@ def langevin_step(
     return position + 0.5 * step_size * precond * drift + jnp.sqrt(step_size * precond) * noise
 
 
-def second_moment(v: jax.Array, loss_grad: jax.Array, decay: jax.Array, adapt: bool) -> jax.Array:
+def second_moment(v: jax.Array, loss_grad: jax.Array, decay: jax.Array, adapt: bool | jax.Array) -> jax.Array:
     """RMSProp's statistic v ← decay·v + (1 − decay)·g² (kept as is when ``adapt`` is False).
 
     Args:
         v: the current statistic (same shape as w).
         loss_grad: g = nβ∇L_B(w), the tempered minibatch loss gradient.
         decay: v's decay rate (RMSProp's ρ).
-        adapt: update v (a Python bool); False returns ``v`` unchanged.
+        adapt: update v (a Python bool, or a traced boolean array); False returns ``v`` unchanged.
 
     Returns:
         The new v.
     """
-    return decay * v + (1 - decay) * loss_grad**2 if adapt else v
+    if isinstance(adapt, bool):
+        return decay * v + (1 - decay) * loss_grad**2 if adapt else v
+    return jnp.where(adapt, decay * v + (1 - decay) * loss_grad**2, v)
 
 
 def preconditioner(v: jax.Array, eps: jax.Array) -> jax.Array:
@@ -163,6 +171,7 @@ def run_preconditioned(
     progress: bool,
     save_positions: bool,
     step_size_correction: bool | None = None,
+    bias_factor: float = 1.0,
 ) -> KernelOutput:
     """All chains of a preconditioned SGLD kernel vmapped in one lax.scan; warmup dropped.
 
@@ -178,16 +187,21 @@ def run_preconditioned(
         first_chain: global index of this program's first chain (an int or a traced integer).
         num_chains: chains run by this program (vmapped).
         num_draws: kept steps per chain.
-        num_warmup: warmup steps per chain (the statistic v adapts), run and dropped.
+        num_warmup: warmup steps per chain, run and dropped: with ``freeze``, v adapts over the
+            first half and is then fixed at the mean of g² over the second quarter; the second
+            half relaxes under that fixed P.
         batch_size: minibatch size, or None for the full batch.
         step_size: ε, the Langevin step (noise covariance ε P per step); BlackJAX's h = ε/2.
         eps: the preconditioner's eps, used here to report the final P's range.
         freeze: hold v (and so P) fixed during the kept draws (False keeps adapting it).
         progress: print step progress to stderr.
         save_positions: also return the sampled positions.
-        step_size_correction: None for kernels whose drift is not the current gradient (no
-            first-order bias estimate); otherwise whether λ̂ is corrected by that estimate, which
-            is computed when ``freeze`` holds P fixed and the gradients are full-batch.
+        step_size_correction: None for a kernel without a first-order bias estimate; otherwise
+            whether λ̂ is corrected by that estimate, which is computed when ``freeze`` holds P
+            fixed and the gradients are full-batch.
+        bias_factor: the kernel's first-order bias in units of the Euler–Maruyama step's
+            (:func:`step_bias_terms`): 1 when the drift is the current gradient, (1 + beta1)/(1 − beta1)
+            for Adam-SGLD's lagged average of gradients (see :mod:`lambda_hat.kernels.adam_sgld`).
 
     Returns:
         A :class:`KernelOutput` with a :class:`PreconditionerInfo`; every chain is valid and
@@ -197,22 +211,38 @@ def run_preconditioned(
     eps_ = jnp.asarray(eps, posterior.dtype)
     estimate_bias = step_size_correction is not None and freeze
 
-    def chain_step(state, k_noise, batch, keep):
+    # with freeze: v adapts over the first half of the warmup; it is then fixed at the mean of g²
+    # over that half's second half, and the chain relaxes under the fixed P for the rest
+    adapt_end, window_start = (num_warmup // 2, num_warmup // 4) if freeze else (num_warmup, num_warmup)
+    width = adapt_end - window_start
+
+    def chain_step(carry, k_noise, batch, keep):
+        state, (g2_sum, seen) = carry
+        if width > 0 and not keep:  # fix v at the window's mean when the adaptation ends
+            fixed = jnp.where(seen == adapt_end, g2_sum / width, state.second_moment)
+            state = state._replace(second_moment=fixed)
         excess, g = tempered_loss_and_grad(posterior, state.position, batch)
         localizer_grad = -posterior.gamma * (state.position - posterior.w_star)
         terms = posterior.draw_terms(state.position, g - localizer_grad) if keep else None  # ∂U = g + γv
         bias = None
         if keep and estimate_bias and batch is None:  # P is held fixed over the kept draws
             precond = preconditioner(state.second_moment, eps_)
-            bias = step_bias_terms(0.5 * step, g, g - localizer_grad, precond)
-        new_state = kernel(k_noise, state, g, localizer_grad, step, adapt=not (keep and freeze))
-        return new_state, (excess, (terms, bias))
+            bias = step_bias_terms(0.5 * step * bias_factor, g, g - localizer_grad, precond)
+        if keep:
+            adapt = not freeze
+        else:
+            adapt = seen < adapt_end
+            g2_sum = g2_sum + jnp.where((seen >= window_start) & adapt, g**2, 0)
+            seen = seen + 1
+        new_state = kernel(k_noise, state, g, localizer_grad, step, adapt=adapt)
+        return (new_state, (g2_sum, seen)), (excess, (terms, bias))
 
     init_states = jax.vmap(init_fn)(jnp.broadcast_to(posterior.w_star, (num_chains, posterior.dim)))
+    window = (jnp.zeros_like(init_states.position), jnp.zeros((num_chains,), jnp.int32))
     final, excess, (terms, bias), positions = run_chains(
         key,
         posterior,
-        init_states,
+        (init_states, window),
         chain_step,
         first_chain=first_chain,
         num_draws=num_draws,
@@ -221,8 +251,9 @@ def run_preconditioned(
         label=label,
         progress=progress,
         save_positions=save_positions,
-        position_of=lambda state: state.position,
+        position_of=lambda carry: carry[0].position,
     )
+    final = final[0]
     evals = jnp.full((num_chains,), num_warmup + num_draws)
     used = posterior.n if batch_size is None else batch_size
     p_last = preconditioner(final.second_moment, eps_)  # in use at the end

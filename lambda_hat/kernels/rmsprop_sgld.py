@@ -8,9 +8,11 @@ statistic) and per-coordinate preconditioner P = 1/(√v + eps):
     drift = −g − γ(w − w*)
     w ← w + (ε/2)·P ⊙ drift + N(0, ε P)
 
-``step_size`` is ε, as for SGLD. By default (``freeze=True``) v (and so P) is adapted during
-warmup only and then held fixed, so the kept draws come from Langevin dynamics with a constant
-diagonal preconditioner, whose stationary law is the localized posterior as ε → 0.
+``step_size`` is ε, as for SGLD. By default (``freeze=True``) v (and so P) is adapted during the
+first half of the warmup, fixed at the mean of g² over its second quarter, and held fixed from
+then on (the rest of the warmup relaxes the chain under it; see
+:mod:`lambda_hat.kernels.langevin`), so the kept draws come from Langevin dynamics with a
+constant diagonal preconditioner, whose stationary law is the localized posterior as ε → 0.
 ``freeze=False`` keeps adapting, as in the paper; P then depends on the recent noisy gradients
 of the state, which biases λ̂ (measured +33% on a diagonal quadratic with condition number 1e3,
 against exact with freezing). The per-step loss trace is the minibatch loss before the update,
@@ -105,13 +107,14 @@ def run_rmsprop_sgld(
         first_chain: global index of this program's first chain (an int or a traced integer).
         num_chains: chains run by this program (vmapped).
         num_draws: kept steps per chain.
-        num_warmup: warmup steps per chain (v adapts), run and dropped.
+        num_warmup: warmup steps per chain, run and dropped (with ``freeze``: v adapts over the
+            first half, then the chain relaxes under the fixed P).
         batch_size: minibatch size, or None for the full batch.
         step_size: ε, the Langevin step (noise covariance ε P per step, as SGLD's ε); BlackJAX's
             h = ε/2.
         decay: v's decay rate (RMSProp's ρ), in (0, 1).
         eps: added to √v in P = 1/(√v + eps).
-        freeze: True adapts v during warmup only, then holds v (and so P) fixed; False keeps
+        freeze: True adapts v during the warmup's first half, then holds v (and so P) fixed; False keeps
             adapting (biases λ̂).
         step_size_correction: with full-batch gradients and ``freeze``, subtract the first-order
             estimate of the step size's bias from λ̂ (reported either way in
