@@ -74,14 +74,14 @@ class LLCResult:
 
     Attributes:
         llc: λ̂ = nβ·(mean of L(w_t) − L_n(w*)) over post-warmup draws of the valid chains (VI:
-            importance-weighted; full-batch SGLD and RMSProp-SGLD: less the estimated step-size
+            importance-weighted; full-batch SGLD, RMSProp-SGLD and Adam-SGLD: less the estimated step-size
             bias, see ``diagnostics["step_size_bias"]``).
         llc_se: Monte Carlo standard error of ``llc``, sd(λ̂_t)/sqrt(ESS).
         llc_per_chain: λ̂ of each chain (NaN for a chain flagged invalid).
         loss_trace: (chains, draws) loss at each draw: the minibatch loss for SG kernels (an
             unbiased estimate of L_n), the full L_n for full-batch kernels and VI.
         llc_trace: (chains, draws) per-draw λ̂: nβ·(loss_trace − loss_at_wstar), computed without
-            cancellation; for SGLD and RMSProp-SGLD with the step-size correction applied
+            cancellation; for the SGLD kernels with the step-size correction applied
             (``diagnostics["step_size_bias"]["applied"]``), that minus the per-draw correction of
             the valid chains, so that ``llc`` is its mean there too.
         loss_at_wstar: L_n(w*).

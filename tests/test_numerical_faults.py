@@ -61,8 +61,10 @@ def test_sg_chains_entering_a_nan_region_are_flagged_and_the_rest_used(kernel):
     np.testing.assert_allclose(result.llc, np.mean(result.llc_per_chain[valid]), rtol=1e-6)
     assert any("excluded" in w for w in result.warnings)
 
-    with pytest.raises(FloatingPointError, match="every chain"):  # a threshold every chain crosses
-        lh.sample(regression_loss, W_STAR, regression_data(float(W_STAR[0]) + 0.2 * SIGMA), **kw)
+    # a threshold every chain crosses: just above w*, where the chains start (at +0.2σ one chain of
+    # 16 stayed below it for all 600 steps: its w[0] peaked at +0.15σ, a run-to-run chance)
+    with pytest.raises(FloatingPointError, match="every chain"):
+        lh.sample(regression_loss, W_STAR, regression_data(float(W_STAR[0]) + 0.01 * SIGMA), **kw)
 
 
 @pytest.mark.parametrize("kernel", ["hmc", "nuts"])
