@@ -9,6 +9,8 @@ RMSProp-SGLD (v adapted in warmup, then frozen) is exact within its MCSE (measur
 in x64: 3.01 ± 0.11, 3.04 ± 0.09, 2.90 ± 0.09 against 2.995).
 """
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -172,3 +174,23 @@ def test_adam_sgld_bad_options(option, value, pattern):
     t = linear_regression(d=3, seed=0)
     with pytest.raises(ValueError, match=pattern):
         lh.sample(t.loss_fn, t.params, t.data, kernel="adam_sgld", **{option: value})
+
+
+@pytest.mark.parametrize("kernel", ["rmsprop_sgld", "adam_sgld"])
+def test_frozen_preconditioner_is_the_windowed_mean_of_g2(kernel):
+    """A linear loss c·w has the constant gradient g = nβc: the frozen v is the mean of g² over
+    the adaptation window, exactly g², so P = 1/(|nβc| + eps). (An EMA run to the end of the
+    warmup from v₀ = 1 would give v = ρᵏ + (1 − ρᵏ)g² instead.)"""
+    c = np.array([0.02, -0.05, 0.1])
+    data = jnp.zeros((10, 1))
+
+    def loss(w, batch):
+        return jnp.dot(jnp.asarray(c, w.dtype), w) + 0.0 * jnp.sum(batch)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lh.LLCWarning)
+        r = lh.sample(loss, jnp.zeros(3), data, kernel=kernel, key=0, num_chains=2, num_draws=20, num_warmup=40)
+    g = r.nbeta * np.abs(c)
+    eps = lh.KERNELS[kernel].options["eps"]
+    np.testing.assert_allclose(r.diagnostics["precond_min"], 1 / (g.max() + eps), rtol=1e-5)
+    np.testing.assert_allclose(r.diagnostics["precond_max"], 1 / (g.min() + eps), rtol=1e-5)
