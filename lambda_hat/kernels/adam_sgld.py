@@ -7,7 +7,8 @@ m̂ = m/(1 − beta1ᵗ), m ← beta1·m + (1 − beta1)·g (m₀ = 0):
 
     w ← w + (ε/2)·P ⊙ (−m̂ − γ(w − w*)) + N(0, ε P)
 
-m is updated at every step; ``freeze=True`` (default) holds v fixed after warmup.
+m is updated at every step; ``freeze=True`` (default) holds v fixed after the first half of the
+warmup (see :mod:`lambda_hat.kernels.langevin`).
 
 **The lag's bias.** With h = ε/2 and the potential U, m̂ = Σ_k a_k ∇U(w_{t−k}) with weights
 a_k = (1 − beta1)·beta1ᵏ (in the stationary regime, where beta1ᵗ ≈ 0), whose mean lag is
@@ -27,7 +28,9 @@ full-batch gradients and ``freeze`` the kernel reports the first-order estimate
 ``diagnostics["step_size_bias"]`` and, with ``step_size_correction=True`` (default), subtracts it
 from λ̂. Adam-SGLD therefore needs about (1 + beta1)/(1 − beta1) times smaller ε than RMSProp-SGLD
 for the same uncorrected bias; with minibatches the estimate is not made and the virial
-self-check measures the law's bias instead.
+self-check measures the law's bias instead. (m̂ averages the loss gradient only; the localizer's
+γ(w − w*) is current, a part of relative size about γ/(nβ·a) along a direction of loss curvature
+a that the factor slightly overstates.)
 
 Options ``alpha`` (now ``beta2``) and ``stabilizer`` (now ``eps``) are deprecated names.
 """
