@@ -43,10 +43,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lambda_hat.checks import boolean, positive_float, probability
+from lambda_hat.checks import probability
 from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.langevin import (
     NARROW_ADVICE,
+    check_common_options,
     langevin_step,
     preconditioner,
     run_preconditioned,
@@ -181,13 +182,9 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     Returns:
         ``options`` with each value checked and normalised (ValueError naming a bad option).
     """
-    options["step_size"] = positive_float("step_size", options["step_size"])
     options["beta1"] = probability("beta1", options["beta1"])
     options["beta2"] = probability("beta2", options["beta2"])
-    options["eps"] = positive_float("eps", options["eps"])
-    options["freeze"] = boolean("freeze", options["freeze"])
-    options["step_size_correction"] = boolean("step_size_correction", options["step_size_correction"])
-    return options
+    return check_common_options(options)
 
 
 ADAM_SGLD = KernelSpec(

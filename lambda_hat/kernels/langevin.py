@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from lambda_hat.checks import boolean, positive_float
 from lambda_hat.kernels.base import KernelOutput, draws_first
 from lambda_hat.kernels.chains import run_chains
 from lambda_hat.posterior import LocalPosterior
@@ -133,6 +134,24 @@ def step_bias_terms(
     return h * jnp.stack([jnp.vdot(loss_grad, scaled), jnp.vdot(potential_grad, scaled)])
 
 
+def check_common_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Check the options RMSProp-SGLD and Adam-SGLD share: ``step_size``, ``eps``, ``freeze`` and
+    ``step_size_correction``.
+
+    Args:
+        options: the merged options; updated in place.
+
+    Returns:
+        ``options`` with those values checked and normalised (ValueError or TypeError naming a bad
+        option).
+    """
+    options["step_size"] = positive_float("step_size", options["step_size"])
+    options["eps"] = positive_float("eps", options["eps"])
+    options["freeze"] = boolean("freeze", options["freeze"])
+    options["step_size_correction"] = boolean("step_size_correction", options["step_size_correction"])
+    return options
+
+
 def tempered_loss_and_grad(posterior: LocalPosterior, w: jax.Array, batch: Any) -> tuple[jax.Array, jax.Array]:
     """(L_B(w) − L_n(w*), nβ∇L_B(w)) with one forward/backward pass (full batch when None).
 
@@ -232,7 +251,8 @@ def run_preconditioned(
             adapt = not freeze
         else:
             adapt = seen < adapt_end
-            g2_sum = g2_sum + jnp.where((seen >= window_start) & adapt, g**2, 0)
+            if width > 0:
+                g2_sum = g2_sum + jnp.where((seen >= window_start) & adapt, g**2, 0)
             seen = seen + 1
         new_state = kernel(k_noise, state, g, localizer_grad, step, adapt=adapt)
         return (new_state, (g2_sum, seen)), (excess, (terms, bias))

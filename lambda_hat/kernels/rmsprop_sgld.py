@@ -29,10 +29,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lambda_hat.checks import boolean, positive_float, probability
+from lambda_hat.checks import probability
 from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.langevin import (
     NARROW_ADVICE,
+    check_common_options,
     langevin_step,
     preconditioner,
     run_preconditioned,
@@ -149,22 +150,17 @@ def run_rmsprop_sgld(
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Check RMSProp-SGLD's options (shared with Adam-SGLD's).
+    """Check RMSProp-SGLD's options.
 
     Args:
-        options: the merged options (``step_size``, ``decay``, ``eps``, ``freeze`` and, for
-            RMSProp-SGLD, ``step_size_correction``); updated in place.
+        options: the merged options (``step_size``, ``decay``, ``eps``, ``freeze``,
+            ``step_size_correction``); updated in place.
 
     Returns:
         ``options`` with each value checked and normalised (ValueError naming a bad option).
     """
-    options["step_size"] = positive_float("step_size", options["step_size"])
     options["decay"] = probability("decay", options["decay"])
-    options["eps"] = positive_float("eps", options["eps"])
-    options["freeze"] = boolean("freeze", options["freeze"])
-    if "step_size_correction" in options:
-        options["step_size_correction"] = boolean("step_size_correction", options["step_size_correction"])
-    return options
+    return check_common_options(options)
 
 
 RMSPROP_SGLD = KernelSpec(
