@@ -37,6 +37,7 @@ from lambda_hat.kernels.base import info_dict
 from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import close_bars, say
+from lambda_hat.refits import refit_message, run_with_refits
 from lambda_hat.result import LLCResult
 from lambda_hat.sharding import ChainPlan, compile_plan, resolve_devices, run_plan
 
@@ -280,20 +281,27 @@ def sample(
             + (f" on {len(devices)} devices" if len(devices) > 1 else "")
             + "; compiling ..."
         )
-    plan, compile_s = _compiled_run(spec, rng_key, posterior, run.static, devices)
-    if progress:
-        say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
-    start = time.perf_counter()
-    out: KernelOutput = run_plan(plan, rng_key, posterior)
-    run_s = time.perf_counter() - start
-    if progress:
-        close_bars()
-        say(f"{spec.name}: sampled in {run_s:.1f} s")
+
+    def execute(attempt: _RunSettings) -> tuple[list[KernelOutput], float, float]:
+        plan, compile_s = _compiled_run(spec, rng_key, posterior, attempt.static, devices)
+        if progress:
+            say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
+        start = time.perf_counter()
+        out: KernelOutput = run_plan(plan, rng_key, posterior)
+        run_s = time.perf_counter() - start
+        if progress:
+            close_bars()
+            say(f"{spec.name}: sampled in {run_s:.1f} s")
+        return [out], compile_s, run_s
+
+    (out,), run, compile_s, run_s, refits = run_with_refits(
+        run, execute, posterior.num_sampled, lambda o: run.with_options(o, posterior)
+    )
     grad_norm, stationarity_shift = (float(x) for x in posterior.stationarity())
     config = run.config(key=repr(key), beta=beta, posterior=posterior, masked=mask is not None, devices=len(devices))
     return _assemble(
         spec, posterior, out, config, compile_s, run_s, grad_norm, stationarity_shift, run.exact_trace,
-        warn_stationarity=warn_stationarity,
+        warn_stationarity=warn_stationarity, refits=refits,
     )  # fmt: skip
 
 
@@ -313,6 +321,20 @@ class _RunSettings(NamedTuple):
     def exact_trace(self) -> bool:
         """The loss trace holds full-batch losses (not minibatch estimates)."""
         return self.batch_size is None or not self.spec.minibatch
+
+    def with_options(self, options: dict[str, Any], posterior: LocalPosterior) -> _RunSettings:
+        """The same run with other (already checked) kernel options: a refit's next attempt."""
+        return _run_settings(
+            self.spec,
+            posterior,
+            options,
+            self.num_chains,
+            self.num_draws,
+            self.num_warmup,
+            self.batch_size,
+            "progress" in self.static,
+            self.save_positions,
+        )
 
     def config(self, *, key: str, beta: float | None, posterior: LocalPosterior, masked: bool, devices: int):
         return dict(
@@ -386,8 +408,10 @@ def _assemble(
     exact_trace: bool,
     emit: bool = True,
     warn_stationarity: bool = True,
+    refits: list[dict[str, Any]] | None = None,
 ) -> LLCResult:
-    """The LLCResult of one run (emit=False: its warnings are only recorded in ``warnings``)."""
+    """The LLCResult of one run (emit=False: its warnings are only recorded in ``warnings``;
+    ``refits``: the kernel's records of a search over its settings, see lambda_hat.refits)."""
     nbeta = float(posterior.nbeta)
     loss_star = float(posterior.loss_at_wstar)
     excess = np.asarray(out.excess_loss, dtype=np.float64)
@@ -435,6 +459,9 @@ def _assemble(
     if step_bias is not None:
         diagnostics["step_size_bias"] = step_bias
     messages.extend(spec.messages(info, valid))
+    if refits:
+        diagnostics["refits"] = refits
+        messages.append(refit_message(refits))
     terms = out.draw_terms
     if terms is not None:
         sizes = np.asarray(posterior.group_sizes)

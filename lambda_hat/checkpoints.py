@@ -43,7 +43,7 @@ from lambda_hat.checks import boolean, positive_int
 from lambda_hat.kernels import get_kernel
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
-from lambda_hat.vectorised import run_vectorised, shared_inputs
+from lambda_hat.vectorised import run_vectorised_with_refits, shared_inputs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -378,10 +378,12 @@ def sample_checkpoints(
         spec, posteriors[0], options, num_chains, num_draws, num_warmup, batch_size, progress, save_positions
     )
     keys = [jax.random.fold_in(rng_key, k) for k in range(num)]
-    outputs, compile_s, run_s = run_vectorised(run, keys, posteriors, group, "checkpoints", progress)
+    outputs, run, compile_s, run_s, refits, seconds_each = run_vectorised_with_refits(
+        run, keys, posteriors, group, "checkpoints", progress
+    )
 
     results = []
-    for k, (out, seconds) in enumerate(outputs):
+    for k, (out, seconds) in enumerate(zip(outputs, seconds_each)):
         posterior = posteriors[k]
         grad_norm, shift = (float(x) for x in posterior.stationarity())
         config = run.config(
@@ -390,7 +392,7 @@ def sample_checkpoints(
         config.update(checkpoint=k, step=float(steps[k]))
         result = _assemble(
             spec, posterior, out, config, compile_s if k == 0 else 0.0, seconds, grad_norm, shift,
-            run.exact_trace, emit=False, warn_stationarity=warn_stationarity,
+            run.exact_trace, emit=False, warn_stationarity=warn_stationarity, refits=refits,
         )  # fmt: skip
         results.append(result)
     _warn_once_per_cause(results, steps)

@@ -21,6 +21,7 @@ from lambda_hat.api import _avals, _cached, _RunSettings
 from lambda_hat.kernels import KernelOutput
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.progress import close_bars, say
+from lambda_hat.refits import run_with_refits
 from lambda_hat.sharding import block_program
 
 
@@ -96,6 +97,36 @@ def run_vectorised(
             close_bars()
             say(f"{spec.name}: {what} {ks[0] + 1}–{ks[-1] + 1} of {num} sampled in {elapsed:.1f} s")
     return outputs, compile_s, run_s
+
+
+def run_vectorised_with_refits(
+    run: _RunSettings,
+    keys: Sequence[jax.Array],
+    posteriors: Sequence[LocalPosterior],
+    group_size: int,
+    what: str,
+    progress: bool = False,
+) -> tuple[list[KernelOutput], _RunSettings, float, float, list[dict[str, Any]], list[float]]:
+    """:func:`run_vectorised`, repeated while the kernel's ``refit`` asks for another attempt
+    (one decision for all posteriors; see :func:`lambda_hat.refits.run_with_refits`).
+
+    Returns:
+        (the reported attempt's KernelOutputs with every attempt's gradient evaluations added in,
+        its run settings, compile seconds and sampling seconds of all attempts, the kernel's
+        records of the attempts, each posterior's share of the sampling seconds of all attempts).
+    """
+    seconds = [0.0] * len(posteriors)
+
+    def execute(attempt: _RunSettings) -> tuple[list[KernelOutput], float, float]:
+        pairs, compile_s, run_s = run_vectorised(attempt, keys, posteriors, group_size, what, progress)
+        for i, (_, s) in enumerate(pairs):
+            seconds[i] += s
+        return [out for out, _ in pairs], compile_s, run_s
+
+    outputs, run, compile_s, run_s, refits = run_with_refits(
+        run, execute, max(p.num_sampled for p in posteriors), lambda o: run.with_options(o, posteriors[0])
+    )
+    return outputs, run, compile_s, run_s, refits, seconds
 
 
 def _host_stack(arrays: list[Any]) -> jax.Array:

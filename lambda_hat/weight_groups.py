@@ -29,7 +29,7 @@ from lambda_hat.kernels import get_kernel
 from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
-from lambda_hat.vectorised import run_vectorised, shared_inputs
+from lambda_hat.vectorised import run_vectorised_with_refits, shared_inputs
 
 
 def sample_masks(
@@ -152,15 +152,17 @@ def sample_masks(
     run = _run_settings(
         spec, padded[0], options, num_chains, num_draws, num_warmup, batch_size, progress, save_positions
     )
-    outputs, compile_s, run_s = run_vectorised(run, [rng_key] * len(names), padded, group, "masks", progress)
+    outputs, run, compile_s, run_s, refits, seconds_each = run_vectorised_with_refits(
+        run, [rng_key] * len(names), padded, group, "masks", progress
+    )
     results: dict[str, LLCResult] = {}
-    for k, (name, posterior, (out, seconds)) in enumerate(zip(names, padded, outputs)):
+    for k, (name, posterior, out, seconds) in enumerate(zip(names, padded, outputs, seconds_each)):
         grad_norm, shift = (float(x) for x in posterior.stationarity())
         config = run.config(key=repr(key), beta=beta, posterior=posterior, masked=True, devices=1)
         config.update(mask=name)
         results[name] = _assemble(
             spec, posterior, out, config, compile_s if k == 0 else 0.0, seconds, grad_norm, shift,
-            run.exact_trace, emit=False, warn_stationarity=warn_stationarity,
+            run.exact_trace, emit=False, warn_stationarity=warn_stationarity, refits=refits,
         )  # fmt: skip
     for name, result in results.items():
         for message in result.warnings:

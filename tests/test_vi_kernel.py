@@ -84,12 +84,14 @@ def test_spectral_start_spans_the_flat_directions():
 
 
 def test_rank_below_the_flat_directions_warns():
-    """7 rotated flat directions and rank 4: the result names the problem and the rank to use.
-    (With the rank covering the flat directions the warning is absent: see the spectral-start
-    test above, 6 directions at rank 8.)"""
+    """7 rotated flat directions and a fixed rank 4: the result names the problem and the rank to
+    use. (With the rank covering the flat directions the warning is absent: see the spectral-start
+    test above, 6 directions at rank 8; with rank="auto" the rank is raised: test_refits.py.)"""
     t = linear_regression(d=12, rank=5, seed=0)
     with pytest.warns(lh.LLCWarning, match="set rank to at least"):
-        r = lh.sample(t.loss_fn, t.params, t.data, kernel="vi", key=0, num_chains=2, num_draws=500, num_warmup=1000)
+        r = lh.sample(
+            t.loss_fn, t.params, t.data, kernel="vi", key=0, num_chains=2, num_draws=500, num_warmup=1000, rank=4
+        )
     assert np.all(r.diagnostics["rank_short"]) and np.all(r.diagnostics["wide_directions"] >= 7)
 
 

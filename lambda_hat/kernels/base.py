@@ -158,6 +158,13 @@ class KernelSpec:
             draws; > 1: on the means of blocks of that many draws, for a kernel that is not
             reversible and whose autocorrelation oscillates; see
             :func:`lambda_hat.diagnostics.llc_statistics`).
+        refit: ``refit(options, outputs, dim, history) -> (options or None, record or None)``,
+            called on the host after each run (``outputs``: one KernelOutput per posterior;
+            ``history``: the records of the earlier attempts): the options of another run, or None
+            to stop; the record describes the attempt (None: the kernel does not search with these
+            options). A record may name the attempt to report (``"report"``, an index into the
+            attempts) and carry a ``"message"`` (a warning shown with the result). See
+            :func:`lambda_hat.refits.run_with_refits`. None: one run.
     """
 
     name: str
@@ -179,3 +186,4 @@ class KernelSpec:
     check_posterior: Callable[[Any], None] = field(default=lambda posterior: None)
     virial_tolerance: float = 0.02
     mcse_block: int = 1
+    refit: Callable[..., tuple[dict[str, Any] | None, dict[str, Any] | None]] | None = None

@@ -118,6 +118,8 @@ ADAM_B2 = 0.99  # Adam's second-moment decay: short memory, so early transients 
 SPECTRAL_EXTRA = 4  # Ritz pairs found beyond the rank: they show flat directions the rank cannot cover
 SPECTRAL_KEY = 0x5BEC  # fold_in data of the key of the Lanczos start block (one block for every fit)
 SPECTRAL_STEPS = 20  # block Lanczos steps: a Krylov basis of up to 20·(rank + 4) vectors
+AUTO_RANK_START = 4  # rank="auto": the first attempt's rank
+AUTO_RANK_MIN_GAIN = 0.1  # rank="auto" stops when raising the rank lowered k̂ by less than this
 
 
 def spectral_basis(key: jax.Array, posterior: LocalPosterior, rank: int) -> lanczos.Eigenpairs:
@@ -336,6 +338,8 @@ def run_vi(
     num_prefit_steps: int,
     check_every: int,
     spectral_init: bool = True,
+    rank_auto: bool = False,
+    max_rank: int = 64,
     save_positions: bool = False,
     progress: bool = False,
 ) -> KernelOutput:
@@ -368,6 +372,8 @@ def run_vi(
         spectral_init: start the loadings along the Hessian's flattest directions, at the widths
             their virial fixed point gives (see the module docstring); False starts them small and
             random.
+        rank_auto, max_rank: ``rank="auto"`` and its cap; read on the host by :func:`refit_rank`
+            after the run (a fit always has the fixed ``rank``).
         save_positions: also return the evaluation draws w* + v_s as ``positions``.
         progress: advance a progress bar over the optimisation steps (up to the cap ``num_warmup``;
             the host closes it where the fits stopped).
@@ -711,6 +717,85 @@ def _messages(diagnostics: dict[str, Any], valid: np.ndarray) -> list[str]:
     ]
 
 
+def refit_rank(
+    options: dict[str, Any], outputs: list[KernelOutput], dim: int, history: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``rank="auto"``: fit again at a larger rank while q's certificate fails and improves.
+
+    After each attempt at rank r (the first at r = 4), with k̂ the largest Pareto k̂ over the valid
+    fits (of every posterior) and w the largest count of wide directions (``wide_directions``):
+
+    - q is certified (k̂ < 0.7 and no fit is short of rank, w <= r): stop;
+    - r has reached min(d, ``max_rank``): stop;
+    - no fit is short of rank and k̂ fell by less than ``AUTO_RANK_MIN_GAIN`` since the previous
+      attempt (a larger family does not bring q closer to p, as on singular models, where the
+      mixture of Gaussians cannot follow the posterior's shape at any rank): stop;
+    - otherwise fit again at min(d, max_rank, max(2r, w + 2)).
+
+    The reported attempt is the last one when it is certified, else the one with the smallest k̂
+    (the later one on ties). A search that stops without a certified q adds a warning.
+
+    Args:
+        options: the checked options of the attempt just run (``rank``, ``rank_auto``, ``max_rank``).
+        outputs: its KernelOutputs (one per posterior).
+        dim: the number of sampled coordinates d.
+        history: the records of the earlier attempts.
+
+    Returns:
+        (the options of the next attempt or None, this attempt's record: ``rank``,
+        ``pareto_k_max``, ``wide_directions``, ``rank_short``, ``grad_evals``, ``outcome``, and
+        when the search stops ``report`` and ``message``), or (None, None) without ``rank="auto"``.
+    """
+    if not options.get("rank_auto"):
+        return None, None
+    rank = int(options["rank"])
+    k_max, wide, short, grads = -np.inf, 0, False, 0
+    for out in outputs:
+        grads += int(np.sum(np.asarray(out.grad_evals)))
+        valid = np.asarray(out.valid, bool) & np.all(np.isfinite(np.asarray(out.excess_loss)), axis=1)
+        if not valid.any():
+            continue
+        k = np.asarray(out.pareto_k, np.float64)[valid]
+        k_max = max(k_max, float(np.max(np.where(np.isnan(k), np.inf, k))))
+        wide = max(wide, int(np.max(np.asarray(out.info.wide_directions)[valid])))
+        short |= bool(np.any(np.asarray(out.info.rank_short)[valid]))
+    record: dict[str, Any] = dict(
+        rank=rank, pareto_k_max=k_max, wide_directions=wide, rank_short=short, grad_evals=grads
+    )
+    records = [*history, record]
+    cap = min(dim, int(options["max_rank"]))
+    if k_max == -np.inf:
+        record["outcome"] = "no valid fit"  # reported as it is: the result raises or warns
+    elif k_max < PARETO_K_MAX and not short:
+        record["outcome"] = "certified"
+    elif rank >= cap:
+        record["outcome"] = f"rank reached {'d' if cap == dim else 'max_rank'} = {cap}"
+    elif history and not short and history[-1]["pareto_k_max"] - k_max < AUTO_RANK_MIN_GAIN:
+        record["outcome"] = f"k̂ fell by less than {AUTO_RANK_MIN_GAIN} when the rank was raised"
+    else:
+        new_rank = min(cap, max(2 * rank, wide + 2))
+        record["outcome"] = f"raised to {new_rank}"
+        return {**options, "rank": new_rank}, record
+    if record["outcome"] in ("certified", "no valid fit"):
+        record["report"] = len(records) - 1
+        return None, record
+    scores = [r["pareto_k_max"] for r in records]
+    record["report"] = max(i for i, k in enumerate(scores) if k == min(scores))
+    ranks = [r["rank"] for r in records]
+    reported = records[record["report"]]["rank"]
+    record["message"] = (
+        f"vi: rank='auto' fitted q at ranks {ranks} (largest Pareto k̂ {[round(k, 2) for k in scores]}) and stopped "
+        f"without a certified q: {record['outcome']}; λ̂ is from rank {reported}. "
+        + (
+            "A larger family did not bring q closer to the posterior (as on singular models, whose posterior no "
+            "mixture of Gaussians follows): use an MCMC kernel"
+            if record["outcome"].startswith("k̂")
+            else "Raise max_rank to search further, or use an MCMC kernel"
+        )
+    )
+    return None, record
+
+
 def _check_posterior(posterior: LocalPosterior) -> None:
     if not float(posterior.gamma) > 0:
         raise ValueError(
@@ -721,6 +806,12 @@ def _check_posterior(posterior: LocalPosterior) -> None:
 
 
 def _check(options: dict[str, Any]) -> dict[str, Any]:
+    options["rank_auto"] = isinstance(options["rank"], str) and options["rank"] == "auto"
+    if options["rank_auto"]:
+        options["rank"] = AUTO_RANK_START
+    elif isinstance(options["rank"], str):
+        raise ValueError(f"rank: expected 'auto' or an integer >= 1, got {options['rank']!r}")
+    options["max_rank"] = positive_int("max_rank", options["max_rank"])
     for name in ("num_components", "rank", "num_samples", "num_probes"):
         options[name] = positive_int(name, options[name], minimum=2 if name == "num_probes" else 1)
     options["exact_trace_max_dim"] = positive_int("exact_trace_max_dim", options["exact_trace_max_dim"], minimum=0)
@@ -739,7 +830,8 @@ VI = KernelSpec(
     run=run_vi,
     options={
         "num_components": 4,
-        "rank": 4,
+        "rank": "auto",
+        "max_rank": 64,
         "learning_rate": 0.02,
         "loading_learning_rate": 0.05,
         "final_lr_fraction": 0.01,
@@ -764,4 +856,5 @@ VI = KernelSpec(
     "optimum (raise num_warmup, the step cap), or q cannot represent the posterior's flat directions "
     "(raise rank or num_components); use an MCMC kernel",
     virial_tolerance=FINAL_VIRIAL_TOLERANCE,
+    refit=refit_rank,
 )
