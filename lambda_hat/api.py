@@ -295,7 +295,7 @@ def sample(
         return [out], compile_s, run_s
 
     (out,), run, compile_s, run_s, refits = run_with_refits(
-        run, execute, posterior.num_sampled, lambda o: run.with_options(o, posterior)
+        run, execute, posterior.num_sampled, lambda o: run.with_options(o, posterior), say if progress else None
     )
     grad_norm, stationarity_shift = (float(x) for x in posterior.stationarity())
     config = run.config(key=repr(key), beta=beta, posterior=posterior, masked=mask is not None, devices=len(devices))

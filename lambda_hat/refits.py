@@ -23,7 +23,11 @@ Execute = Callable[[Any], tuple[list[KernelOutput], float, float]]
 
 
 def run_with_refits(
-    run: Any, execute: Execute, dim: int, settings: Callable[[dict[str, Any]], Any]
+    run: Any,
+    execute: Execute,
+    dim: int,
+    settings: Callable[[dict[str, Any]], Any],
+    announce: Callable[[str], None] | None = None,
 ) -> tuple[list[KernelOutput], Any, float, float, list[dict[str, Any]]]:
     """Run, ask the kernel's ``refit`` whether to run again, and repeat.
 
@@ -33,6 +37,8 @@ def run_with_refits(
             (one for ``sample``, one per checkpoint or mask for the vectorised entry points).
         dim: the number of sampled coordinates (what bounds, e.g., a rank).
         settings: ``settings(options) -> run`` for the options a refit asks for.
+        announce: called with a line saying why another attempt runs (the progress display), or
+            None.
 
     Returns:
         (outputs of the reported attempt with the gradient evaluations and data passes of all
@@ -56,6 +62,10 @@ def run_with_refits(
         history.append(record)
         if options is None:
             break
+        if announce is not None:
+            shown = ", ".join(f"{k} = {v:.3g}" if isinstance(v, float) else f"{k} = {v}" for k, v in record.items()
+                              if k != "outcome")  # fmt: skip
+            announce(f"{run.spec.name}: {shown}: {record['outcome']}; fitting again ...")
         run = settings(options)
     reported = history[-1].get("report", len(attempts) - 1) if history else len(attempts) - 1
     outputs, run = attempts[reported]

@@ -194,6 +194,12 @@ class LLCResult:
                 f"{basin['localizer_scale']:.3g}; share γ·E‖v‖²/d = {basin['localizer_share']:.3g})"
                 f"   ‖w − w*‖² trend over the draws {basin['distance_growth']:+.1%} (z = {basin['distance_z']:.1f})"
             )
+        refits = d.get("refits")
+        if refits:
+            lines.append(
+                "  rank search: "
+                + " → ".join(f"rank {r['rank']} (k̂ {r['pareto_k_max']:.2f}, {r['outcome']})" for r in refits)
+            )
         for name, obs in (d.get("observables") or {}).items():
             lines.append(
                 f"  observable {name!r}: λ̂ = {obs['llc']:.4g} ± {obs['llc_se']:.2g}   L(w*) = {obs['loss_at_wstar']:.6g}"
@@ -208,6 +214,7 @@ class LLCResult:
                 "virial",
                 "basin",
                 "observables",
+                "refits",
             ):
                 continue
             if isinstance(value, dict):

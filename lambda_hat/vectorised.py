@@ -124,7 +124,11 @@ def run_vectorised_with_refits(
         return [out for out, _ in pairs], compile_s, run_s
 
     outputs, run, compile_s, run_s, refits = run_with_refits(
-        run, execute, max(p.num_sampled for p in posteriors), lambda o: run.with_options(o, posteriors[0])
+        run,
+        execute,
+        max(p.num_sampled for p in posteriors),
+        lambda o: run.with_options(o, posteriors[0]),
+        say if progress else None,
     )
     return outputs, run, compile_s, run_s, refits, seconds
 

@@ -85,12 +85,13 @@ def test_the_decision_covers_every_posterior_and_skips_invalid_fits():
     assert options is None and record["outcome"] == "certified"
 
 
-def test_auto_rank_raises_the_rank_past_the_flat_directions_and_certifies():
+def test_auto_rank_raises_the_rank_past_the_flat_directions_and_certifies(capsys):
     """The rotated rank-5 design in d = 12 has 7 flat directions (a fixed rank 4 warns: see
     test_vi_kernel.py). rank="auto" fits at 4, sees the directions it cannot cover, fits again at
     a rank that covers them, and reports a certified λ̂ with the cost of both fits."""
     t = linear_regression(d=12, rank=5, seed=0)
-    r = lh.sample(t.loss_fn, t.params, t.data, kernel="vi", key=0, num_chains=2, num_draws=500)
+    r = lh.sample(t.loss_fn, t.params, t.data, kernel="vi", key=0, num_chains=2, num_draws=500, progress=True)
+    assert "raised to" in capsys.readouterr().err  # the progress display says why it fits again
     refits = r.diagnostics["refits"]
     assert refits[0]["rank"] == 4 and refits[0]["rank_short"], refits
     assert refits[-1]["outcome"] == "certified" and r.config["rank"] == refits[-1]["rank"] >= 7, refits
@@ -99,6 +100,7 @@ def test_auto_rank_raises_the_rank_past_the_flat_directions_and_certifies():
     assert np.max(r.diagnostics["pareto_k"]) < 0.7 and r.diagnostics["llc_source"] == "importance-weighted"
     exact = t.expected_llc(r.nbeta, r.gamma)
     assert abs(r.llc - exact) <= max(0.05 * exact, 3 * r.llc_se), (r.llc, r.llc_se, exact)
+    assert "rank search: rank 4" in r.summary()
 
 
 def test_auto_rank_searches_once_for_all_checkpoints():

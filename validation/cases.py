@@ -76,12 +76,9 @@ def quadratic_settings(kernel: str, target: Target, profile: str) -> dict[str, A
         # directions that made the MCSE 1.2x too small over 100 seeds; 2000 gave 1.05)
         return dict(num_warmup=1000, num_draws=1000 * scale)
     if kernel == "vi":
-        # q needs a loading column per flat direction (D is diagonal, the null space rotated):
-        # r = (number of zero eigenvalues) + 2, at least the default 4. A user picks r the
-        # same way from the Hessian's numerical rank, or takes the rank that VI's warning names
-        # (it counts the Hessian's flattest directions along which q's diagonal is too narrow).
-        flat = int(np.sum(eigs <= 1e-8 * eigs.max()))
-        return dict(num_draws=1000 * scale, rank=max(4, flat + 2))
+        # the default rank="auto": q needs a loading column per flat direction (D is diagonal,
+        # the null space rotated), and the fit raises its rank until it covers them and k̂ < 0.7
+        return dict(num_draws=1000 * scale)
     return {}
 
 

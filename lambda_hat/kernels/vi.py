@@ -61,6 +61,12 @@ The fit, per chain:
    estimate rests on a few heavy weights (on a rotated rank-deficient quadratic such fits read
    −6% to −9% after weighting, from −20% raw, with every k̂ < 0.7).
 
+**Rank search** (``rank="auto"``, the default). The fit above runs at rank 4; on the host,
+:func:`refit_rank` then asks for another run at a larger rank while q is not certified (k̂ >= 0.7,
+or more wide directions than loading columns) and the previous raise lowered k̂ by at least
+``AUTO_RANK_MIN_GAIN``, up to min(d, ``max_rank``). The reported attempt and the cost of the
+whole search are described there; an integer ``rank`` fits once.
+
 Control variate (``control_variate=True``): with H = ∇²L_n(w*), E_q[½vᵀHv] =
 ½ Σ_m π_m (tr(HD) + Σ_j k_mjᵀHk_mj) is computed with Hessian-vector products only (tr(HD)
 exactly for d <= ``exact_trace_max_dim``, else by ``num_probes`` Hutchinson probes), and
@@ -357,7 +363,8 @@ def run_vi(
         batch_size: minibatch size for the optimisation and pre-fit steps (None = full batch);
             the evaluation always uses the full batch.
         num_components: M, the number of mixture components.
-        rank: r, the number of loading columns per component.
+        rank: r, the number of loading columns per component (``rank="auto"`` arrives here as
+            the attempt's integer rank).
         learning_rate: Adam's learning rate for the logits and the diagonal scales.
         loading_learning_rate: Adam's learning rate for the whitened loadings A.
         final_lr_fraction: the fraction of the learning rates reached at the end of an anneal.
