@@ -80,5 +80,12 @@ def run_with_refits(
 
 
 def refit_message(history: Sequence[dict[str, Any]]) -> str | None:
-    """The last record's message (what the search concluded), or None."""
+    """What a search over a kernel's settings concluded, as a warning.
+
+    Args:
+        history: the kernel's records of the attempts (see :func:`run_with_refits`).
+
+    Returns:
+        The last record's ``"message"``, or None when there is none (or no record).
+    """
     return history[-1].get("message") if history else None

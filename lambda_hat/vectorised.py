@@ -110,6 +110,10 @@ def run_vectorised_with_refits(
     """:func:`run_vectorised`, repeated while the kernel's ``refit`` asks for another attempt
     (one decision for all posteriors; see :func:`lambda_hat.refits.run_with_refits`).
 
+    Args:
+        run, keys, posteriors, group_size, what, progress: as for :func:`run_vectorised` (``run``
+            is the first attempt's settings).
+
     Returns:
         (the reported attempt's KernelOutputs with every attempt's gradient evaluations added in,
         its run settings, compile seconds and sampling seconds of all attempts, the kernel's

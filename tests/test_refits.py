@@ -13,12 +13,16 @@ from lambda_hat.targets import linear_regression
 AUTO = {"rank": 4, "rank_auto": True, "max_rank": 64}
 
 
-def fake_output(pareto_k, wide, short, grads=100, valid=None):
-    """A KernelOutput with what refit_rank reads: k̂, the wide-direction counts, validity, cost."""
+def fake_output(pareto_k, wide, short, grads=100, valid=None, excess=(1.0, 1.1, 0.9, 1.0, 1.0), log_weights=None):
+    """A KernelOutput with what refit_rank reads: k̂, the wide-direction counts, validity, cost,
+    the evaluation draws' excess losses and their log importance weights (default: uniform)."""
     k = np.asarray(pareto_k, float)
     chains = k.size
+    excess = np.tile(np.asarray(excess, float), (chains, 1))
+    uniform = np.full(excess.shape, -np.log(excess.shape[1]))
     return KernelOutput(
-        excess_loss=np.zeros((chains, 5)),
+        excess_loss=excess,
+        log_weights=uniform if log_weights is None else np.tile(np.asarray(log_weights, float), (chains, 1)),
         valid=np.ones(chains, bool) if valid is None else np.asarray(valid),
         info=SimpleNamespace(wide_directions=np.full(chains, wide), rank_short=np.full(chains, short)),
         grad_evals=np.full(chains, grads),
@@ -48,6 +52,20 @@ def test_a_rank_short_of_the_wide_directions_is_raised_past_them():
     assert options["rank"] == 8
 
 
+def test_weights_that_move_llc_far_from_q_are_not_a_certificate():
+    # k̂ < 0.7 and no rank shortfall, but the weights sit on one draw whose loss is 10x the others':
+    # the weighted λ̂ is far from q's raw mean (the result would warn), so the rank is raised
+    excess = (1.0, 1.0, 1.0, 1.0, 10.0)
+    heavy = np.log([1e-6, 1e-6, 1e-6, 1e-6, 1.0 - 4e-6])
+    options, record = refit_rank(AUTO, [fake_output([0.3], 2, False, excess=excess, log_weights=heavy)], 50, [])
+    assert options["rank"] == 8 and record["weights_shift"]
+    # at the cap it stops, uncertified, with the message
+    options, record = refit_rank(
+        {**AUTO, "rank": 8, "max_rank": 8}, [fake_output([0.3], 2, False, excess=excess, log_weights=heavy)], 50, []
+    )
+    assert options is None and "without a certified q" in record["message"]
+
+
 def test_the_search_stops_when_khat_does_not_improve_and_reports_the_best_attempt():
     first = {"rank": 4, "pareto_k_max": 1.5, "rank_short": False}
     # raising the rank made k̂ worse: stop, report the first attempt, warn
@@ -73,6 +91,7 @@ def test_the_search_stops_at_max_rank_and_at_d():
     assert options["rank"] == 6
     options, record = refit_rank({**AUTO, "rank": 6}, [fake_output([1.0], 3, False)], 6, [])
     assert options is None and record["outcome"] == "rank reached d = 6"
+    assert "full covariance" in record["message"] and "max_rank" not in record["message"]
 
 
 def test_the_decision_covers_every_posterior_and_skips_invalid_fits():

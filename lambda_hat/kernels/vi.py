@@ -98,7 +98,7 @@ import optax
 from blackjax.diagnostics import psis_weights
 
 from lambda_hat.checks import boolean, positive_float, positive_int, probability
-from lambda_hat.diagnostics import PARETO_K_MAX
+from lambda_hat.diagnostics import PARETO_K_MAX, importance_shift_message, importance_statistics, llc_statistics
 from lambda_hat.kernels.base import KernelOutput, KernelSpec
 from lambda_hat.kernels.chains import chain_keys
 from lambda_hat.posterior import LocalPosterior
@@ -732,11 +732,13 @@ def refit_rank(
     After each attempt at rank r (the first at r = 4), with k̂ the largest Pareto k̂ over the valid
     fits (of every posterior) and w the largest count of wide directions (``wide_directions``):
 
-    - q is certified (k̂ < 0.7 and no fit is short of rank, w <= r): stop;
+    - q is certified (k̂ < 0.7, no fit is short of rank, w <= r, and the importance weights do
+      not move λ̂ far from q's raw mean, :func:`lambda_hat.diagnostics.importance_shift_message`):
+      stop;
     - r has reached min(d, ``max_rank``): stop;
-    - no fit is short of rank and k̂ fell by less than ``AUTO_RANK_MIN_GAIN`` since the previous
-      attempt (a larger family does not bring q closer to p, as on singular models, where the
-      mixture of Gaussians cannot follow the posterior's shape at any rank): stop;
+    - no fit is short of rank, k̂ >= 0.7, and k̂ fell by less than ``AUTO_RANK_MIN_GAIN`` since
+      the previous attempt (a larger family does not bring q closer to p, as on singular models,
+      where the mixture of Gaussians cannot follow the posterior's shape at any rank): stop;
     - otherwise fit again at min(d, max_rank, max(2r, w + 2)).
 
     The reported attempt is the last one when it is certified, else the one with the smallest k̂
@@ -750,34 +752,40 @@ def refit_rank(
 
     Returns:
         (the options of the next attempt or None, this attempt's record: ``rank``,
-        ``pareto_k_max``, ``wide_directions``, ``rank_short``, ``grad_evals``, ``outcome``, and
+        ``pareto_k_max``, ``wide_directions``, ``rank_short``, ``weights_shift``, ``grad_evals``,
+        ``outcome``, and
         when the search stops ``report`` and ``message``), or (None, None) without ``rank="auto"``.
     """
     if not options.get("rank_auto"):
         return None, None
     rank = int(options["rank"])
-    k_max, wide, short, grads = -np.inf, 0, False, 0
+    k_max, wide, short, shifted, grads = -np.inf, 0, False, False, 0
     for out in outputs:
         grads += int(np.sum(np.asarray(out.grad_evals)))
-        valid = np.asarray(out.valid, bool) & np.all(np.isfinite(np.asarray(out.excess_loss)), axis=1)
+        excess = np.asarray(out.excess_loss, np.float64)
+        valid = np.asarray(out.valid, bool) & np.all(np.isfinite(excess), axis=1)
         if not valid.any():
             continue
         k = np.asarray(out.pareto_k, np.float64)[valid]
         k_max = max(k_max, float(np.max(np.where(np.isnan(k), np.inf, k))))
         wide = max(wide, int(np.max(np.asarray(out.info.wide_directions)[valid])))
         short |= bool(np.any(np.asarray(out.info.rank_short)[valid]))
+        # the weights move λ̂ far from q's raw mean (the result would warn): q is far from p
+        raw = llc_statistics(excess[valid])
+        weighted = importance_statistics(excess[valid], np.asarray(out.log_weights, np.float64)[valid])
+        shifted |= importance_shift_message(raw["llc"], raw["llc_se"], weighted["llc"], "vi") is not None
     record: dict[str, Any] = dict(
-        rank=rank, pareto_k_max=k_max, wide_directions=wide, rank_short=short, grad_evals=grads
+        rank=rank, pareto_k_max=k_max, wide_directions=wide, rank_short=short, weights_shift=shifted, grad_evals=grads
     )
     records = [*history, record]
     cap = min(dim, int(options["max_rank"]))
     if k_max == -np.inf:
         record["outcome"] = "no valid fit"  # reported as it is: the result raises or warns
-    elif k_max < PARETO_K_MAX and not short:
+    elif k_max < PARETO_K_MAX and not short and not shifted:
         record["outcome"] = "certified"
     elif rank >= cap:
         record["outcome"] = f"rank reached {'d' if cap == dim else 'max_rank'} = {cap}"
-    elif history and not short and history[-1]["pareto_k_max"] - k_max < AUTO_RANK_MIN_GAIN:
+    elif history and not short and k_max >= PARETO_K_MAX and history[-1]["pareto_k_max"] - k_max < AUTO_RANK_MIN_GAIN:
         record["outcome"] = f"k̂ fell by less than {AUTO_RANK_MIN_GAIN} when the rank was raised"
     else:
         new_rank = min(cap, max(2 * rank, wide + 2))
@@ -798,6 +806,8 @@ def refit_rank(
             "mixture of Gaussians follows): use an MCMC kernel"
             if record["outcome"].startswith("k̂")
             else "Raise max_rank to search further, or use an MCMC kernel"
+            if cap < dim
+            else "Each component already has a full covariance (rank d): use an MCMC kernel"
         )
     )
     return None, record
