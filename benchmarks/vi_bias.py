@@ -46,11 +46,11 @@ from validation.runner import tolerance
 RESULTS = Path(__file__).parent / "results" / "vi_bias.json"
 
 
-def fixed_rank(target: Any) -> int:
-    """The validation suite's rank before ``rank="auto"``: a loading column per flat direction
-    of a quadratic, plus 2, at least 4 (4 on targets without a known Hessian spectrum)."""
+def fixed_rank(case: Any, target: Any) -> int:
+    """The validation suite's rank before ``rank="auto"``: on the quadratics and pure potentials
+    a loading column per flat direction, plus 2, at least 4; the default 4 elsewhere."""
     eigs = target.info.get("hessian_eigenvalues")
-    if eigs is None:
+    if case.family not in ("quadratic", "potential") or eigs is None:
         return 4
     eigs = np.clip(np.asarray(eigs), 0, None)
     return max(4, int(np.sum(eigs <= 1e-8 * eigs.max())) + 2)
@@ -61,7 +61,7 @@ def run_case(name: str, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
     case = CASES[name]
     target = case.build()
     settings = dict(case.settings("vi", target, "quick")) if case.settings else {}
-    settings.update({k: v(target) if callable(v) else v for k, v in overrides.items()})
+    settings.update({k: v(case, target) if callable(v) else v for k, v in overrides.items()})
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", lh.LLCWarning)
