@@ -63,8 +63,9 @@ The fit, per chain:
 
 **Rank search** (``rank="auto"``, the default). The fit above runs at rank 4; on the host,
 :func:`refit_rank` then asks for another run at a larger rank while q is not certified (k̂ >= 0.7,
-or more wide directions than loading columns) and the previous raise lowered k̂ by at least
-``AUTO_RANK_MIN_GAIN``, up to min(d, ``max_rank``). The reported attempt and the cost of the
+more wide directions than loading columns, or weights that move λ̂ far from q's raw mean),
+unless k̂ >= 0.7 and the previous raise lowered it by less than ``AUTO_RANK_MIN_GAIN``; up to
+min(d, ``max_rank``). The reported attempt and the cost of the
 whole search are described there; an integer ``rank`` fits once.
 
 Control variate (``control_variate=True``): with H = ∇²L_n(w*), E_q[½vᵀHv] =
@@ -736,9 +737,10 @@ def refit_rank(
       not move λ̂ far from q's raw mean, :func:`lambda_hat.diagnostics.importance_shift_message`):
       stop;
     - r has reached min(d, ``max_rank``): stop;
-    - no fit is short of rank, k̂ >= 0.7, and k̂ fell by less than ``AUTO_RANK_MIN_GAIN`` since
-      the previous attempt (a larger family does not bring q closer to p, as on singular models,
-      where the mixture of Gaussians cannot follow the posterior's shape at any rank): stop;
+    - k̂ >= 0.7 and it fell by less than ``AUTO_RANK_MIN_GAIN`` since the previous attempt (a
+      larger family does not bring q closer to p, as on singular models, where the mixture of
+      Gaussians cannot follow the posterior's shape at any rank; this also bounds the search
+      where every examined direction is wide and their count is only a lower bound): stop;
     - otherwise fit again at min(d, max_rank, max(2r, w + 2)).
 
     The reported attempt is the last one when it is certified, else the one with the smallest k̂
@@ -785,7 +787,7 @@ def refit_rank(
         record["outcome"] = "certified"
     elif rank >= cap:
         record["outcome"] = f"rank reached {'d' if cap == dim else 'max_rank'} = {cap}"
-    elif history and not short and k_max >= PARETO_K_MAX and history[-1]["pareto_k_max"] - k_max < AUTO_RANK_MIN_GAIN:
+    elif history and k_max >= PARETO_K_MAX and history[-1]["pareto_k_max"] - k_max < AUTO_RANK_MIN_GAIN:
         record["outcome"] = f"k̂ fell by less than {AUTO_RANK_MIN_GAIN} when the rank was raised"
     else:
         new_rank = min(cap, max(2 * rank, wide + 2))
