@@ -43,7 +43,7 @@ from lambda_hat.checks import boolean, positive_int
 from lambda_hat.kernels import get_kernel
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
-from lambda_hat.vectorised import run_vectorised_with_refits, shared_inputs
+from lambda_hat.vectorised import run_vectorised, shared_inputs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -378,7 +378,7 @@ def sample_checkpoints(
         spec, posteriors[0], options, num_chains, num_draws, num_warmup, batch_size, progress, save_positions
     )
     keys = [jax.random.fold_in(rng_key, k) for k in range(num)]
-    outputs, run, compile_s, run_s, refits, seconds_each = run_vectorised_with_refits(
+    outputs, run, compile_s, run_s, refits, seconds_each = run_vectorised(
         run, keys, posteriors, group, "checkpoints", progress
     )
 

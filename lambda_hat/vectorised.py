@@ -46,11 +46,14 @@ def run_vectorised(
     group_size: int,
     what: str,
     progress: bool = False,
-) -> tuple[list[tuple[KernelOutput, float]], float, float]:
-    """Run ``run``'s kernel on every (key, posterior) pair from one compiled program.
+) -> tuple[list[KernelOutput], _RunSettings, float, float, list[dict[str, Any]], list[float]]:
+    """Run ``run``'s kernel on every (key, posterior) pair from one compiled program, again
+    while the kernel's ``refit`` asks for another attempt (one decision for all posteriors; see
+    :func:`lambda_hat.refits.run_with_refits`).
 
     Args:
-        run: the validated run settings (kernel, static arguments), shared by all posteriors.
+        run: the validated run settings (kernel, static arguments) of the first attempt, shared
+            by all posteriors.
         keys: one PRNG key per posterior.
         posteriors: localized posteriors of one pytree structure and leaf shapes.
         group_size: posteriors per call of the compiled program (1 … len(posteriors)).
@@ -58,8 +61,10 @@ def run_vectorised(
         progress: print a line per group to stderr.
 
     Returns:
-        ([(the posterior's KernelOutput as NumPy arrays, its share of the sampling seconds)] in
-        order, compile seconds (0 when the program was cached), sampling seconds in all).
+        (the reported attempt's KernelOutputs as NumPy arrays, in order, with every attempt's
+        gradient evaluations added in; its run settings; compile seconds of all attempts (0 for a
+        cached program); sampling seconds of all attempts; the kernel's records of the attempts
+        ([] without a search); each posterior's share of the sampling seconds of all attempts).
     """
     spec, num = run.spec, len(posteriors)
     leaves = [jax.tree.leaves(p) for p in posteriors]
@@ -77,55 +82,31 @@ def run_vectorised(
         return jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(keys[0])), treedef.unflatten(stacked)
 
     _, avals = _avals(pick([0])[1])
-    cache_key = (what, spec.name, tuple(sorted(run.static.items())), treedef, avals, tuple(mapped), group_size)
-    if progress:
-        say(f"{spec.name}: {num} {what} in groups of {group_size}, d = {posteriors[0].dim}; compiling ...")
-    program = jax.jit(jax.vmap(block_program(spec.run, run.static), in_axes=(0, axes, None)))
-    compiled, compile_s = _cached(cache_key, lambda: program.lower(*pick([0]), jnp.int32(0)).compile())
-    if progress:
-        say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
-    outputs: list[tuple[KernelOutput, float]] = []
-    run_s = 0.0
-    for first in range(0, num, group_size):
-        ks = list(range(first, min(first + group_size, num)))
-        start = time.perf_counter()
-        out = jax.tree.map(np.asarray, jax.block_until_ready(compiled(*pick(ks), jnp.int32(0))))
-        elapsed = time.perf_counter() - start
-        run_s += elapsed
-        outputs += [(jax.tree.map(lambda x, i=i: x[i], out), elapsed / len(ks)) for i in range(len(ks))]
-        if progress:
-            close_bars()
-            say(f"{spec.name}: {what} {ks[0] + 1}–{ks[-1] + 1} of {num} sampled in {elapsed:.1f} s")
-    return outputs, compile_s, run_s
-
-
-def run_vectorised_with_refits(
-    run: _RunSettings,
-    keys: Sequence[jax.Array],
-    posteriors: Sequence[LocalPosterior],
-    group_size: int,
-    what: str,
-    progress: bool = False,
-) -> tuple[list[KernelOutput], _RunSettings, float, float, list[dict[str, Any]], list[float]]:
-    """:func:`run_vectorised`, repeated while the kernel's ``refit`` asks for another attempt
-    (one decision for all posteriors; see :func:`lambda_hat.refits.run_with_refits`).
-
-    Args:
-        run, keys, posteriors, group_size, what, progress: as for :func:`run_vectorised` (``run``
-            is the first attempt's settings).
-
-    Returns:
-        (the reported attempt's KernelOutputs with every attempt's gradient evaluations added in,
-        its run settings, compile seconds and sampling seconds of all attempts, the kernel's
-        records of the attempts, each posterior's share of the sampling seconds of all attempts).
-    """
-    seconds = [0.0] * len(posteriors)
+    seconds = [0.0] * num
 
     def execute(attempt: _RunSettings) -> tuple[list[KernelOutput], float, float]:
-        pairs, compile_s, run_s = run_vectorised(attempt, keys, posteriors, group_size, what, progress)
-        for i, (_, s) in enumerate(pairs):
-            seconds[i] += s
-        return [out for out, _ in pairs], compile_s, run_s
+        cache_key = (what, spec.name, tuple(sorted(attempt.static.items())), treedef, avals, tuple(mapped), group_size)
+        if progress:
+            say(f"{spec.name}: {num} {what} in groups of {group_size}, d = {posteriors[0].dim}; compiling ...")
+        program = jax.jit(jax.vmap(block_program(spec.run, attempt.static), in_axes=(0, axes, None)))
+        compiled, compile_s = _cached(cache_key, lambda: program.lower(*pick([0]), jnp.int32(0)).compile())
+        if progress:
+            say(f"{spec.name}: compiled in {compile_s:.1f} s; sampling ...")
+        outputs: list[KernelOutput] = []
+        run_s = 0.0
+        for first in range(0, num, group_size):
+            ks = list(range(first, min(first + group_size, num)))
+            start = time.perf_counter()
+            out = jax.tree.map(np.asarray, jax.block_until_ready(compiled(*pick(ks), jnp.int32(0))))
+            elapsed = time.perf_counter() - start
+            run_s += elapsed
+            outputs += [jax.tree.map(lambda x, i=i: x[i], out) for i in range(len(ks))]
+            for k in ks:
+                seconds[k] += elapsed / len(ks)
+            if progress:
+                close_bars()
+                say(f"{spec.name}: {what} {ks[0] + 1}–{ks[-1] + 1} of {num} sampled in {elapsed:.1f} s")
+        return outputs, compile_s, run_s
 
     outputs, run, compile_s, run_s, refits = run_with_refits(
         run,

@@ -29,7 +29,7 @@ from lambda_hat.kernels import get_kernel
 from lambda_hat.models import adapt_model
 from lambda_hat.posterior import LocalPosterior
 from lambda_hat.result import LLCResult
-from lambda_hat.vectorised import run_vectorised_with_refits, shared_inputs
+from lambda_hat.vectorised import run_vectorised, shared_inputs
 
 
 def sample_masks(
@@ -152,7 +152,7 @@ def sample_masks(
     run = _run_settings(
         spec, padded[0], options, num_chains, num_draws, num_warmup, batch_size, progress, save_positions
     )
-    outputs, run, compile_s, run_s, refits, seconds_each = run_vectorised_with_refits(
+    outputs, run, compile_s, run_s, refits, seconds_each = run_vectorised(
         run, [rng_key] * len(names), padded, group, "masks", progress
     )
     results: dict[str, LLCResult] = {}
