@@ -100,6 +100,13 @@ def test_the_search_stops_at_max_rank_and_at_d():
     assert "full covariance" in record["message"] and "max_rank" not in record["message"]
 
 
+def test_an_attempt_that_lost_every_fit_is_not_reported_over_a_valid_one():
+    first = {"rank": 4, "pareto_k_max": 1.5, "rank_short": False}
+    options, record = refit_rank({**AUTO, "rank": 8}, [fake_output([1.0], 3, False, valid=[False])], 50, [first])
+    assert options is None and record["outcome"] == "no valid fit" and record["report"] == 0
+    assert "lost to non-finite values" in record["message"]
+
+
 def test_the_decision_covers_every_posterior_and_skips_invalid_fits():
     # two checkpoints: the second's fit is short of rank, so both are fitted again
     outputs = [fake_output([0.2], 1, False), fake_output([0.3], 7, True)]

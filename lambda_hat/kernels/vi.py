@@ -793,10 +793,11 @@ def refit_rank(
         new_rank = min(cap, max(2 * rank, wide + 2))
         record["outcome"] = f"raised to {new_rank}"
         return {**options, "rank": new_rank}, record
-    if record["outcome"] in ("certified", "no valid fit"):
+    if record["outcome"] == "certified" or (record["outcome"] == "no valid fit" and not history):
         record["report"] = len(records) - 1
         return None, record
-    scores = [r["pareto_k_max"] for r in records]
+    # uncertified (or the last attempt lost every fit): the attempt whose certificate is best
+    scores = [r["pareto_k_max"] if r["pareto_k_max"] > -np.inf else np.inf for r in records]
     record["report"] = max(i for i, k in enumerate(scores) if k == min(scores))
     ranks = [r["rank"] for r in records]
     reported = records[record["report"]]["rank"]
@@ -807,6 +808,8 @@ def refit_rank(
             "A larger family did not bring q closer to the posterior (as on singular models, whose posterior no "
             "mixture of Gaussians follows): use an MCMC kernel"
             if record["outcome"].startswith("k̂")
+            else f"Every fit at rank {rank} was lost to non-finite values: use a fixed rank, or an MCMC kernel"
+            if record["outcome"] == "no valid fit"
             else "Raise max_rank to search further, or use an MCMC kernel"
             if cap < dim
             else "Each component already has a full covariance (rank d): use an MCMC kernel"
