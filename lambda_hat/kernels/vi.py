@@ -65,8 +65,8 @@ The fit, per chain:
 :func:`refit_rank` then asks for another run at a larger rank while q is not certified (k̂ >= 0.7,
 more wide directions than loading columns, or weights that move λ̂ far from q's raw mean),
 unless k̂ >= 0.7 and the previous raise lowered it by less than ``AUTO_RANK_MIN_GAIN``; up to
-min(d, ``max_rank``). The reported attempt and the cost of the
-whole search are described there; an integer ``rank`` fits once.
+min(d, ``max_rank``). The reported attempt and the cost of the whole search are described
+there; an integer ``rank`` fits once.
 
 Control variate (``control_variate=True``): with H = ∇²L_n(w*), E_q[½vᵀHv] =
 ½ Σ_m π_m (tr(HD) + Σ_j k_mjᵀHk_mj) is computed with Hessian-vector products only (tr(HD)
@@ -755,8 +755,8 @@ def refit_rank(
     Returns:
         (the options of the next attempt or None, this attempt's record: ``rank``,
         ``pareto_k_max``, ``wide_directions``, ``rank_short``, ``weights_shift``, ``grad_evals``,
-        ``outcome``, and
-        when the search stops ``report`` and ``message``), or (None, None) without ``rank="auto"``.
+        ``outcome``, and when the search stops ``report`` and ``message``), or (None, None)
+        without ``rank="auto"``.
     """
     if not options.get("rank_auto"):
         return None, None
