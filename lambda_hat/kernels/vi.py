@@ -806,7 +806,8 @@ def refit_rank(
         f"without a certified q: {record['outcome']}; λ̂ is from rank {reported}. "
         + (
             "A larger family did not bring q closer to the posterior (as on singular models, whose posterior no "
-            "mixture of Gaussians follows): use an MCMC kernel"
+            "mixture of Gaussians follows, or rotated curved directions that outnumber the rank): set a larger "
+            "rank yourself, or use an MCMC kernel"
             if record["outcome"].startswith("k̂")
             else f"Every fit at rank {rank} was lost to non-finite values: use a fixed rank, or an MCMC kernel"
             if record["outcome"] == "no valid fit"
