@@ -295,7 +295,7 @@ def sample(
         return [out], compile_s, run_s
 
     (out,), run, compile_s, run_s, refits = run_with_refits(
-        run, execute, posterior.num_sampled, lambda o: run.with_options(o, posterior), say if progress else None
+        run, execute, posterior.num_sampled, posterior, say if progress else None
     )
     grad_norm, stationarity_shift = (float(x) for x in posterior.stationarity())
     config = run.config(key=repr(key), beta=beta, posterior=posterior, masked=mask is not None, devices=len(devices))
@@ -388,7 +388,13 @@ def _run_settings(
             batch_size = None  # the full batch, exactly, without resampling
     progress = boolean("progress", progress)
     save_positions = boolean("save_positions", save_positions)
-    static = dict(num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup, batch_size=batch_size, **options)
+    static = dict(
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_warmup=num_warmup,
+        batch_size=batch_size,
+        **spec.program_options(options),
+    )
     if progress and spec.progress:
         static["progress"] = True
     if save_positions:

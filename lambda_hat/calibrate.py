@@ -423,7 +423,7 @@ def calibrate(
             num_warmup=num_warmup,
             batch_size=batch_size,
             step_size=eps,
-            **options,
+            **spec.program_options(options),
         )
         accept = getattr(out.info, "mala_acceptance", None)
         if accept is None:

@@ -26,7 +26,7 @@ def run_with_refits(
     run: Any,
     execute: Execute,
     dim: int,
-    settings: Callable[[dict[str, Any]], Any],
+    posterior: Any,
     announce: Callable[[str], None] | None = None,
 ) -> tuple[list[KernelOutput], Any, float, float, list[dict[str, Any]]]:
     """Run, ask the kernel's ``refit`` whether to run again, and repeat.
@@ -36,7 +36,8 @@ def run_with_refits(
         execute: ``execute(run) -> (outputs, compile_s, run_s)``, one KernelOutput per posterior
             (one for ``sample``, one per checkpoint or mask for the vectorised entry points).
         dim: the number of sampled coordinates (what bounds, e.g., a rank).
-        settings: ``settings(options) -> run`` for the options a refit asks for.
+        posterior: the posterior the run settings were checked against
+            (``run.with_options(options, posterior)`` gives the next attempt's settings).
         announce: called with a line saying why another attempt runs (the progress display), or
             None.
 
@@ -66,7 +67,7 @@ def run_with_refits(
             shown = ", ".join(f"{k} = {v:.3g}" if isinstance(v, float) else f"{k} = {v}" for k, v in record.items()
                               if k != "outcome")  # fmt: skip
             announce(f"{run.spec.name}: {shown}: {record['outcome']}; fitting again ...")
-        run = settings(options)
+        run = run.with_options(options, posterior)
     reported = history[-1].get("report", len(attempts) - 1) if history else len(attempts) - 1
     outputs, run = attempts[reported]
     totals = [

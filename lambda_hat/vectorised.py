@@ -112,7 +112,7 @@ def run_vectorised(
         run,
         execute,
         max(p.num_sampled for p in posteriors),
-        lambda o: run.with_options(o, posteriors[0]),
+        posteriors[0],
         say if progress else None,
     )
     return outputs, run, compile_s, run_s, refits, seconds

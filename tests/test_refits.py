@@ -150,3 +150,16 @@ def test_bad_rank_options(options, match):
     t = linear_regression(d=3, seed=0)
     with pytest.raises(ValueError, match=match):
         lh.sample(t.loss_fn, t.params, t.data, kernel="vi", **options)
+
+
+def test_host_only_options_stay_out_of_the_compiled_program():
+    """max_rank and rank_auto are read by the search on the host: a change does not recompile,
+    and both are still recorded in the config."""
+    t = linear_regression(d=3, seed=0)
+    common = dict(kernel="vi", key=0, rank=2, num_chains=2, num_draws=100, num_warmup=200)
+    first = lh.sample(t.loss_fn, t.params, t.data, max_rank=8, **common)
+    again = lh.sample(t.loss_fn, t.params, t.data, max_rank=16, **common)
+    assert again.timings["compile_s"] == 0.0
+    assert (first.config["max_rank"], again.config["max_rank"]) == (8, 16)
+    assert again.config["rank_auto"] is False
+    assert lh.kernels.get_kernel("vi").host_options == {"rank_auto", "max_rank"}

@@ -165,6 +165,9 @@ class KernelSpec:
             options). A record may name the attempt to report (``"report"``, an index into the
             attempts) and carry a ``"message"`` (a warning shown with the result). See
             :func:`lambda_hat.refits.run_with_refits`. None: one run.
+        host_options: names of options that only the host reads (e.g. ``refit``'s settings). They
+            are checked and recorded like the others, but not passed to ``run`` and not part of the
+            compiled program's cache key, so changing one does not recompile.
     """
 
     name: str
@@ -187,3 +190,15 @@ class KernelSpec:
     virial_tolerance: float = 0.02
     mcse_block: int = 1
     refit: Callable[..., tuple[dict[str, Any] | None, dict[str, Any] | None]] | None = None
+    host_options: frozenset[str] = frozenset()
+
+    def program_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The checked options that ``run`` takes: ``options`` without the host-only ones.
+
+        Args:
+            options: the kernel's checked options.
+
+        Returns:
+            A new dict without the names in ``host_options``.
+        """
+        return {k: v for k, v in options.items() if k not in self.host_options}

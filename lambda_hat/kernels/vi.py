@@ -346,8 +346,6 @@ def run_vi(
     num_prefit_steps: int,
     check_every: int,
     spectral_init: bool = True,
-    rank_auto: bool = False,
-    max_rank: int = 64,
     save_positions: bool = False,
     progress: bool = False,
 ) -> KernelOutput:
@@ -381,8 +379,6 @@ def run_vi(
         spectral_init: start the loadings along the Hessian's flattest directions, at the widths
             their virial fixed point gives (see the module docstring); False starts them small and
             random.
-        rank_auto, max_rank: ``rank="auto"`` and its cap; read on the host by :func:`refit_rank`
-            after the run (a fit always has the fixed ``rank``).
         save_positions: also return the evaluation draws w* + v_s as ``positions``.
         progress: advance a progress bar over the optimisation steps (up to the cap ``num_warmup``;
             the host closes it where the fits stopped).
@@ -882,4 +878,5 @@ VI = KernelSpec(
     "(raise rank or num_components); use an MCMC kernel",
     virial_tolerance=FINAL_VIRIAL_TOLERANCE,
     refit=refit_rank,
+    host_options=frozenset({"rank_auto", "max_rank"}),  # read by refit_rank; a fit has the integer rank
 )
