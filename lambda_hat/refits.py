@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lambda_hat.kernels import KernelOutput
+from lambda_hat.posterior import LocalPosterior
 
 __all__ = ["run_with_refits"]
 
@@ -26,7 +27,7 @@ def run_with_refits(
     run: Any,
     execute: Execute,
     dim: int,
-    posterior: Any,
+    posterior: LocalPosterior,
     announce: Callable[[str], None] | None = None,
 ) -> tuple[list[KernelOutput], Any, float, float, list[dict[str, Any]]]:
     """Run, ask the kernel's ``refit`` whether to run again, and repeat.

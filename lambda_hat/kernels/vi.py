@@ -65,9 +65,8 @@ The fit, per chain:
 :func:`refit_rank` then asks for another run at a larger rank while q is not certified (k̂ >= 0.7,
 more wide directions than loading columns, or weights that move λ̂ far from q's raw mean),
 unless no fit is short of rank, k̂ >= 0.7 and the previous raise lowered k̂ by less than
-``AUTO_RANK_MIN_GAIN``; up to
-min(d, ``max_rank``). The reported attempt and the cost of the whole search are described
-there; an integer ``rank`` fits once.
+``AUTO_RANK_MIN_GAIN``; up to min(d, ``max_rank``). The reported attempt and the cost of the
+whole search are described there; an integer ``rank`` fits once.
 
 Control variate (``control_variate=True``): with H = ∇²L_n(w*), E_q[½vᵀHv] =
 ½ Σ_m π_m (tr(HD) + Σ_j k_mjᵀHk_mj) is computed with Hessian-vector products only (tr(HD)
