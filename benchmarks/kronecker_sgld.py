@@ -1,7 +1,7 @@
 """Prototype: SGLD with a Kronecker-factored preconditioner from Hessian probes, on random DLNs.
 
     python -m benchmarks.kronecker_sgld --bucket 10000 --seeds 11 22 58 74 96
-    python -m benchmarks.kronecker_sgld --bucket 10000 --seeds 22 --steps 30000 --nbeta-scale 10
+    python -m benchmarks.kronecker_sgld --bucket 10000 --seeds 22 58 --adapt-step --nbeta-scale 10
 
 This is a measurement script, not a lambda_hat kernel: it runs its own chains on the targets of
 ``benchmarks.dln_accuracy`` (same networks, batch 500, γ = 1, nβ = n/log n, 4 chains) to see
@@ -34,15 +34,21 @@ posterior as ε → 0):
     w ← w − (ε/2)·P(nβ∇L_B(w) + γ(w − w*)) + √ε·P^½ ξ,   ε = c₀ / λ_max(P^½ (nβH + γ) P^½),
 
 λ_max from power iteration at w* (for a DLN it is about the number of layers: the blocks of the
-preconditioned Hessian are identities). λ̂ = nβ·(mean minibatch loss over the draws − L(w*)).
+preconditioned Hessian are identities). The first fifth of the steps is warmup. With
+``--adapt-step`` the draws run at ε = c₀ / max(λ_max at w*, λ_max at each chain's position after
+the warmup): the soft directions couple (moving one by its posterior width makes others stiff),
+so λ_max(PH) at the posterior's typical points is 10–200 times its value at w*, and an ε set at
+w* is far past the stability limit there. λ̂ = nβ·(mean minibatch loss over the draws − L(w*)).
 
-Cost: Σ (m + n + 1) Hessian-vector products on a 500-sample batch plus 40 for λ_max, reported as
-``probe_hvps`` beside the chains' gradients. Writes benchmarks/results/kronecker_sgld.json.
+Cost: Σ (m + n + 1) Hessian-vector products on a 500-sample batch plus 40 per λ_max (at w*, at
+each chain after the warmup, at chain 0's end), reported as ``probe_hvps`` beside the chains'
+gradients. Writes benchmarks/results/kronecker_sgld.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -118,6 +124,7 @@ def run(
     gamma: float = 1.0,
     nbeta_scale: float = 1.0,
     probe_batch: int = 500,
+    adapt_step: bool = False,
 ) -> dict[str, Any]:
     target = targets.random_deep_linear_network(bucket, seed=seed)
     x, y = target.data
@@ -151,25 +158,38 @@ def run(
     step_size = c0 / lam_max
     setup_s = time.perf_counter() - start
 
-    def step(position, k):
+    def step(position, k, eps):
         k_batch, k_noise = jax.random.split(k)
         idx = jax.random.randint(k_batch, (batch,), 0, target.n)
         value, grad = jax.value_and_grad(loss)(position, (x[idx], y[idx]))
         drift = apply(blocks, [nbeta * g + gamma * (w - s) for g, w, s in zip(grad, position, wstar)], 1.0)
         noise = [jax.random.normal(kk, w.shape) for kk, w in zip(jax.random.split(k_noise, len(position)), position)]
         noise = apply(blocks, noise, 0.5)
-        return [w - 0.5 * step_size * d + math.sqrt(step_size) * z for w, d, z in zip(position, drift, noise)], value
+        return [w - 0.5 * eps * d + jnp.sqrt(eps) * z for w, d, z in zip(position, drift, noise)], value
 
-    @jax.jit
-    def chain(k):
-        return jax.lax.scan(step, wstar, jax.random.split(k, steps))
+    @functools.partial(jax.jit, static_argnums=3)
+    def segment(positions, keys, eps, length):
+        def one_chain(position, k):
+            return jax.lax.scan(lambda c, kk: step(c, kk, eps), position, jax.random.split(k, length))
 
-    start = time.perf_counter()
-    final, losses = jax.vmap(chain)(jax.random.split(key, chains))
-    losses = np.asarray(losses, np.float64)
-    run_s = time.perf_counter() - start
-    lam_max_end = top_eigenvalue([w[0] for w in final])  # at chain 0's last position, same P
+        return jax.vmap(one_chain)(positions, keys)
+
     warmup = steps // 5
+    start = time.perf_counter()
+    positions = [jnp.broadcast_to(w, (chains, *w.shape)) for w in wstar]
+    chain_keys = jax.random.split(key, chains)
+    pieces, step_sizes = [], []
+    for length, tag, eps in ((warmup, 0, step_size), (steps - warmup, 1, None)):
+        if eps is None:  # the draws: ε from λ_max(PH) at the chains' positions after the warmup
+            at_chains = max(top_eigenvalue([w[c] for w in positions]) for c in range(chains))
+            eps = c0 / max(lam_max, at_chains) if adapt_step else step_size
+        segment_keys = jax.vmap(lambda k, tag=tag: jax.random.fold_in(k, tag))(chain_keys)
+        positions, losses = segment(positions, segment_keys, eps, length)
+        pieces.append(np.asarray(losses, np.float64))
+        step_sizes.append(float(eps))
+    losses = np.concatenate(pieces, axis=1)
+    run_s = time.perf_counter() - start
+    lam_max_end = top_eigenvalue([w[0] for w in positions])  # at chain 0's last position, same P
     l_star = float(loss(wstar, (x, y)))
     per_chain = nbeta * (losses[:, warmup:].mean(axis=1) - l_star)
     llc = float(per_chain.mean())
@@ -187,8 +207,10 @@ def run(
         gamma=gamma,
         nbeta_scale=nbeta_scale,
         lam_max_PH=lam_max,
+        lam_max_PH_after_warmup=at_chains,
         lam_max_PH_end=lam_max_end,
-        step_size=step_size,
+        adapt_step=adapt_step,
+        step_sizes=step_sizes,  # warmup, draws
         flat_directions=flat,
         p_null=stiffest,
         llc=llc if math.isfinite(llc) else None,
@@ -197,7 +219,7 @@ def run(
         trace_over_local=[float(v) for v in blocks_trace],
         setup_s=setup_s,
         run_s=run_s,
-        probe_hvps=sum(w.shape[0] + w.shape[1] + 1 for w in wstar) + 40,
+        probe_hvps=sum(w.shape[0] + w.shape[1] + 1 for w in wstar) + 40 * (2 + chains),
         grad_evals=chains * steps,
     )
 
@@ -211,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor", type=float, default=30.0, help="smallest precision of a curved direction")
     parser.add_argument("--steps", type=int, default=10_000, help="per chain; the first fifth is warmup")
     parser.add_argument("--batch", type=int, default=500, help="minibatch size of the chains")
+    parser.add_argument(
+        "--adapt-step", action="store_true", help="after the warmup, ε = c0 / max λ_max(PH) over w* and the chains"
+    )
     parser.add_argument("--gamma", type=float, default=1.0)
     parser.add_argument("--nbeta-scale", type=float, default=1.0, help="multiply nβ = n/log n")
     parser.add_argument("--out", type=Path, default=RESULTS / "kronecker_sgld.json")
@@ -227,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             batch=args.batch,
             gamma=args.gamma,
             nbeta_scale=args.nbeta_scale,
+            adapt_step=args.adapt_step,
         )
         doc["runs"].append(row)
         shown = "diverged" if row["llc"] is None else f"λ̂ = {row['llc']:9.2f} ({row['rel_error']:+7.2%})"
