@@ -19,8 +19,8 @@ u ∈ Rᵐ, v ∈ Rⁿ:
 
 so m + n + 1 products give B ⊗ A exactly, without squaring its condition number (the
 second-moment estimates of gradient statistics square it, which float32 cannot hold). With
-B = U_B diag(b) U_Bᵀ and A = U_A diag(a) U_Aᵀ, the curvature of the tempered potential
-U = nβL + γ/2‖w − w*‖² in the direction u_B,i ⊗ u_A,j is κ_ij = nβ·b_i a_j (+ γ), and
+B = U_B diag(b) U_Bᵀ and A = U_A diag(a) U_Aᵀ, the curvature of nβL in the direction u_B,i ⊗ u_A,j
+is κ_ij = nβ·b_i a_j (that of the tempered potential U = nβL + γ/2‖w − w*‖² is κ_ij + γ), and
 
     P = (U_B ⊗ U_A) diag(1/p_ij) (U_B ⊗ U_A)ᵀ,  p_ij = max(κ_ij + γ, floor) if κ_ij > γ, else p_null,
 
@@ -34,7 +34,7 @@ posterior as ε → 0):
     w ← w − (ε/2)·P(nβ∇L_B(w) + γ(w − w*)) + √ε·P^½ ξ,   ε = c₀ / λ_max(P^½ (nβH + γ) P^½),
 
 λ_max from power iteration at w* (for a DLN it is about the number of layers: the blocks of the
-preconditioned Hessian are identities). The first fifth of the steps is warmup. With
+preconditioned Hessian's diagonal blocks are identities). The first fifth of the steps is warmup. With
 ``--adapt-step`` the draws run at ε = c₀ / max(λ_max at w*, λ_max at each chain's position after
 the warmup): the soft directions couple (moving one by its posterior width makes others stiff),
 so λ_max(PH) at the posterior's typical points is 10–200 times its value at w*, and an ε set at
