@@ -43,7 +43,16 @@ def test_vi_matches_exact_on_quadratics(name):
     assert not r.warnings, r.warnings
     assert abs(r.llc - exact) <= 0.05 * exact, (r.llc, r.llc_se, exact)
     assert abs(r.diagnostics["llc_cv"] - exact) <= 0.05 * exact, (r.diagnostics["llc_cv"], exact)
-    assert r.diagnostics["llc_cv_se"] < r.llc_se  # the control variate reduces variance
+    # On a quadratic the control variate is exact for each fitted q: it removes all of a fit's
+    # sampling noise (float rounding is ~1e-6 of it in float32), so what remains of llc_cv_se is
+    # the spread between the fits' q. (That spread can exceed the raw estimate's sampling error on
+    # the rank-deficient targets, so llc_cv_se < llc_se is not a property of the estimator there.)
+    excess_cv = np.asarray(r.extra["excess_loss_cv"], np.float64)
+    excess_raw = np.asarray(r.loss_trace, np.float64)
+    assert np.all(excess_cv.std(axis=1) <= 1e-4 * excess_raw.std(axis=1)), (
+        excess_cv.std(axis=1),
+        excess_raw.std(axis=1),
+    )
 
 
 def _null_space(t):
