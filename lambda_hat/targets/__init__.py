@@ -12,6 +12,7 @@ from lambda_hat.targets.dln import (
     random_dln_teacher,
     sample_dln_architecture,
 )
+from lambda_hat.targets.dln_two_layer import TwoLayerExpectedLLC, dln_two_layer_expected_llc
 from lambda_hat.targets.mlp import tiny_mlp
 from lambda_hat.targets.normal_crossing import normal_crossing, normal_crossing_expected_llc
 from lambda_hat.targets.quadratic import gaussian_expected_llc, linear_regression, pure_potential
@@ -19,9 +20,11 @@ from lambda_hat.targets.quadratic import gaussian_expected_llc, linear_regressio
 __all__ = [
     "DLN_BUCKETS",
     "Target",
+    "TwoLayerExpectedLLC",
     "deep_linear_network",
     "dln_local_lam",
     "dln_origin_expected_llc",
+    "dln_two_layer_expected_llc",
     "gaussian_expected_llc",
     "generic_product_jacobian_rank",
     "linear_regression",
