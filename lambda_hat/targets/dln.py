@@ -21,9 +21,14 @@ The local λ at a particular teacher can be larger: when the rank of D at W* equ
 ``at_origin=True`` (rank 0) puts w* at W = 0, the most singular true parameter: K is homogeneous
 there, so the local λ and m equal Aoyagi's global ones.
 
-``info`` also has, for small networks, ``hessian_eigenvalues`` (float64, at W*; the Laplace value
-½ Σ nβa/(nβa + γ) is a good finite-n reference at constant-rank teachers), ``jacobian_rank`` and
-``generic_jacobian_rank``.
+``info`` also has, for small networks, ``hessian_eigenvalues`` (float64, at W*), ``jacobian_rank``
+and ``generic_jacobian_rank``. The Laplace value ½ Σ nβa/(nβa + γ) from those eigenvalues is E[λ̂]
+for a posterior pinned near W*; it is *not* in general the finite-n E[λ̂] at a constant-rank
+teacher. With γ = 1 the localizer is weak against teacher weights of size ~1/√H, the posterior
+spreads along the true set, and its mass can drift to where some normal directions are soft: on a
+(28, 10, 9) teacher at n = 1e5 the Laplace value is 126.0 (= rank D/2) and E[λ̂] is 90.0 ± 0.1.
+For two-layer networks :func:`lambda_hat.targets.dln_two_layer_expected_llc` gives E[λ̂] at any
+(nβ, γ); the local λ is its limit as n → ∞.
 
 Step size. With inputs on [−10, 10] the loss curvature is large (E x² = 100/3), so SGLD needs a
 small ε (Furman & Lau used ε = 5e-7 at n = 1e5 for the ~1K and ~10K buckets). ``info`` reports the

@@ -1,4 +1,4 @@
-"""E[λ̂] at any teacher of a two-layer DLN, with the first layer integrated out exactly.
+"""E[λ̂] at any teacher of a two-layer DLN, with one layer integrated out exactly.
 
 For f(x; W) = x W_1 W_2 with a noiseless teacher y = x P*, P* = W_1* W_2*, the loss
 L_n(W) = (1/N) tr((W_1W_2 − P*)ᵀ Σ_x (W_1W_2 − P*)) (N = H_3 outputs, Σ_x = XᵀX/n) is quadratic in
@@ -6,7 +6,7 @@ W_1 given W_2. Under the localized tempered posterior
 
     p(W) ∝ exp(−nβ L_n(W) − γ/2 ‖W − W*‖²),
 
-W_1 | W_2 is therefore Gaussian. In the eigenbasis Σ_x = U diag(e) Uᵀ, row a of U ᵀW_1 has precision
+W_1 | W_2 is therefore Gaussian. In the eigenbasis Σ_x = U diag(e) Uᵀ, row a of UᵀW_1 has precision
 A_a = (2nβ e_a/N) G + γ I_H with G = W_2 W_2ᵀ, and mean μ_a solving
 A_a μ_a = (2nβ e_a/N)(UᵀP*W_2ᵀ)_a + γ (UᵀW_1*)_a. Integrating W_1 out leaves the marginal of W_2
 
@@ -17,8 +17,11 @@ and the conditional expectation
     E[nβ L_n | W_2] = nβ L_n(Uμ, W_2) + (nβ/N) Σ_a e_a tr(G A_a⁻¹).
 
 E[λ̂] = E[nβ L_n] − nβ L_n(W*) (= E[nβ L_n] for a noiseless teacher) is then an expectation over
-the H_2·H_3 entries of W_2 alone, which NUTS samples well: the stiff directions of the full
-posterior (nβ times the curvature, up to ~1e6 here) are the ones integrated out. This is the exact
+the H_2·H_3 entries of W_2 alone, which NUTS samples well. W_2 can be integrated out instead: given W_1
+every column of W_2 is Gaussian with precision (2nβ/N) W_1ᵀΣ_xW_1 + γ I, which leaves W_1's H_1·H_2
+entries to sample; the oracle samples the smaller layer. Either way the Gaussian layer takes most
+of the full posterior's stiffness (nβ times the curvature, up to ~1e6 on the benchmark's networks)
+with it. This is the exact
 finite-(nβ, γ) value that an unbiased, equilibrated sampler of the full posterior estimates, up to
 the Monte Carlo error reported beside it. It does not assume w* is a regular point, and it shows how
 far that value can be from the local λ: along the true set the localizer is weak when 1/√γ is large
@@ -52,7 +55,7 @@ class TwoLayerExpectedLLC(NamedTuple):
         se: its Monte Carlo standard error, sd/√ESS of the conditional expectation over the draws.
         ess: effective sample size of the conditional expectation (all chains).
         rhat: split R-hat of the conditional expectation across chains.
-        at_wstar: E[nβ L_n | W_2 = W_2*], the value if W_2 were pinned at the teacher.
+        at_wstar: E[nβ L_n | the sampled layer at the teacher], the value if it were pinned there.
         per_chain: the mean of each chain, shape (num_chains,).
     """
 
@@ -64,8 +67,8 @@ class TwoLayerExpectedLLC(NamedTuple):
     per_chain: np.ndarray
 
 
-def _collapsed(target: Target, nbeta: float, gamma: float):
-    """(log p(W_2) up to a constant, E[nβ L_n | W_2]) as JAX functions of W_2, in the run dtype."""
+def _collapse_first_layer(target: Target, nbeta: float, gamma: float):
+    """(W_2*, log p(W_2) up to a constant, E[nβ L_n | W_2]) as JAX functions of W_2 (run dtype)."""
     w1_star, w2_star = (np.asarray(w, np.float64) for w in target.params)
     x = np.asarray(target.data[0], np.float64)
     sigma_x = x.T @ x / x.shape[0]
@@ -104,6 +107,49 @@ def _collapsed(target: Target, nbeta: float, gamma: float):
     return w2s, log_density, conditional_llc
 
 
+def _collapse_second_layer(target: Target, nbeta: float, gamma: float):
+    """(W_1*, log p(W_1) up to a constant, E[nβ L_n | W_1]) as JAX functions of W_1 (run dtype).
+
+    Given W_1 every column of W_2 has the precision A = (2nβ/N) S + γ I_H, S = W_1ᵀ Σ_x W_1, and
+    mean μ = A⁻¹((2nβ/N) W_1ᵀ Σ_x P* + γ W_2*); so log p(W_1) = −γ/2 ‖W_1 − W_1*‖² − (N/2) log det A
+    − nβ L_n(W_1, μ) − γ/2 ‖μ − W_2*‖² and E[nβ L_n | W_1] = nβ L_n(W_1, μ) + nβ tr(S A⁻¹).
+    """
+    w1_star, w2_star = (np.asarray(w, np.float64) for w in target.params)
+    x = np.asarray(target.data[0], np.float64)
+    n_out = w2_star.shape[1]
+    dtype = float_dtype()
+    sigma_x = jnp.asarray(x.T @ x / x.shape[0], dtype)
+    p_star = jnp.asarray(w1_star @ w2_star, dtype)
+    w1s, w2s = jnp.asarray(w1_star, dtype), jnp.asarray(w2_star, dtype)
+    eye = jnp.eye(w1_star.shape[1], dtype=dtype)
+    c = 2.0 * nbeta / n_out
+
+    def parts(w1):
+        sx_w1 = sigma_x @ w1
+        s = w1.T @ sx_w1
+        chol = jnp.linalg.cholesky(c * s + gamma * eye)
+        mu = jax.scipy.linalg.cho_solve((chol, True), c * (sx_w1.T @ p_star) + gamma * w2s)
+        resid = w1 @ mu - p_star
+        fit = nbeta * jnp.sum(resid * (sigma_x @ resid)) / n_out  # nβ L_n(W_1, μ)
+        return s, chol, mu, fit
+
+    def log_density(w1):
+        _, chol, mu, fit = parts(w1)
+        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+        return (
+            -0.5 * gamma * jnp.sum((w1 - w1s) ** 2)
+            - 0.5 * n_out * logdet
+            - fit
+            - 0.5 * gamma * jnp.sum((mu - w2s) ** 2)
+        )
+
+    def conditional_llc(w1):
+        s, chol, _, fit = parts(w1)
+        return fit + nbeta * jnp.trace(jax.scipy.linalg.cho_solve((chol, True), s))
+
+    return w1s, log_density, conditional_llc
+
+
 def dln_two_layer_expected_llc(
     target: Target,
     nbeta: float | None = None,
@@ -113,13 +159,15 @@ def dln_two_layer_expected_llc(
     num_samples: int = 2000,
     num_chains: int = 4,
     seed: int = 0,
+    integrate: str = "auto",
 ) -> TwoLayerExpectedLLC:
     """E[λ̂] under the localized posterior at w* of a two-layer DLN target, W_1 integrated out.
 
     The target must come from :func:`deep_linear_network` or :func:`random_deep_linear_network`
-    with three widths (M, H, N): a noiseless teacher, so L_n(W*) = 0. W_2 (H·N numbers) is sampled
-    with NumPyro's NUTS (window adaptation, diagonal mass matrix) and E[nβ L_n | W_2] is averaged
-    over the draws (a Rao–Blackwellized estimate). Computed in the run dtype; float64 is
+    with three widths (M, H, N): a noiseless teacher, so L_n(W*) = 0. One layer is integrated out in
+    closed form (both are Gaussian given the other), the other is sampled with NumPyro's NUTS
+    (window adaptation, diagonal mass matrix), and E[nβ L_n | the sampled layer] is averaged over
+    the draws (a Rao–Blackwellized estimate). The two choices estimate the same number. Computed in the run dtype; float64 is
     recommended, since A_a's condition number is up to 2nβ e_max s_max²/γ.
 
     Args:
@@ -131,9 +179,12 @@ def dln_two_layer_expected_llc(
         num_samples: NUTS draws per chain.
         num_chains: chains, run vectorized from W_2*.
         seed: PRNG seed.
+        integrate: which layer to integrate out: "first" (sample W_2), "second" (sample W_1) or
+            "auto" (sample the smaller of W_1 and W_2).
 
     Returns:
-        A :class:`TwoLayerExpectedLLC`.
+        A :class:`TwoLayerExpectedLLC`; its ``at_wstar`` is the conditional value with the sampled
+        layer at the teacher.
     """
     params = list(target.params)
     if len(params) != 2 or target.info.get("widths") is None:
@@ -158,16 +209,21 @@ def dln_two_layer_expected_llc(
         raise ValueError(
             f"target: expected a noiseless teacher y = x W_1* W_2*, got a relative residual {rel_resid:.2g}"
         )
-    w2s, log_density, conditional_llc = _collapsed(target, float(nbeta), float(gamma))
+    if integrate not in ("auto", "first", "second"):
+        raise ValueError(f'integrate: expected "auto", "first" or "second", got {integrate!r}')
+    if integrate == "auto":
+        integrate = "first" if np.size(params[1]) <= np.size(params[0]) else "second"
+    collapse = _collapse_first_layer if integrate == "first" else _collapse_second_layer
+    start, log_density, conditional_llc = collapse(target, float(nbeta), float(gamma))
     mcmc = MCMC(
-        NUTS(potential_fn=lambda w2: -log_density(w2)),
+        NUTS(potential_fn=lambda w: -log_density(w)),
         num_warmup=int(num_warmup),
         num_samples=int(num_samples),
         num_chains=int(num_chains),
         chain_method="vectorized",
         progress_bar=False,
     )
-    mcmc.run(jax.random.PRNGKey(seed), init_params=jnp.broadcast_to(w2s, (int(num_chains),) + w2s.shape))
+    mcmc.run(jax.random.PRNGKey(seed), init_params=jnp.broadcast_to(start, (int(num_chains),) + start.shape))
     draws = mcmc.get_samples(group_by_chain=True)
     values = np.asarray(jax.vmap(jax.vmap(conditional_llc))(draws), np.float64)  # (chains, draws)
     ess = float(effective_sample_size(values))
@@ -176,6 +232,6 @@ def dln_two_layer_expected_llc(
         se=float(values.std(ddof=1) / math.sqrt(max(ess, 1.0))),
         ess=ess,
         rhat=float(split_gelman_rubin(values)),
-        at_wstar=float(conditional_llc(w2s)),
+        at_wstar=float(conditional_llc(start)),
         per_chain=values.mean(axis=1),
     )
