@@ -1,7 +1,8 @@
 """The equilibrium E[λ̂] of dln_accuracy's two-layer networks, beside rank/2 and each method's λ̂.
 
     JAX_ENABLE_X64=1 python -m benchmarks.dln_equilibrium                       # 1e3 bucket
-    JAX_ENABLE_X64=1 python -m benchmarks.dln_equilibrium --results benchmarks/results/dln_accuracy_1e4.json
+    JAX_ENABLE_X64=1 python -m benchmarks.dln_equilibrium --seeds 38 45 --out results.json    # two networks
+    JAX_ENABLE_X64=1 python -m benchmarks.dln_equilibrium --results benchmarks/results/dln_accuracy_1e4.json --bucket 10000
 
 dln_accuracy scores every method against the local λ = rank D/2. That is the n → ∞ limit; what a
 sampler of the protocol's posterior (nβ = n/log n, γ = 1, localized at the teacher) estimates is
@@ -30,12 +31,14 @@ from lambda_hat import targets
 RESULTS = Path(__file__).parent / "results"
 
 
-def reference(bucket: int, seed: int, gamma: float, num_warmup: int, num_samples: int) -> dict[str, Any]:
+def reference(
+    bucket: int, seed: int, gamma: float, num_warmup: int, num_samples: int, integrate: str = "auto"
+) -> dict[str, Any]:
     """The oracle's E[λ̂] for one network of dln_accuracy, with its local λ and timings."""
     target = targets.random_deep_linear_network(bucket, seed=seed)
     start = time.perf_counter()
     value = targets.dln_two_layer_expected_llc(
-        target, gamma=gamma, num_warmup=num_warmup, num_samples=num_samples, seed=seed
+        target, gamma=gamma, num_warmup=num_warmup, num_samples=num_samples, seed=seed, integrate=integrate
     )
     local = float(target.info["local_lam"])
     return dict(
@@ -57,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=RESULTS / "dln_accuracy.json", help="a dln_accuracy JSON")
     parser.add_argument("--bucket", type=int, default=1_000)
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: every two-layer network")
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument(
+        "--integrate", choices=("auto", "first", "second"), default="auto", help="layer to integrate out"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if not jax.config.jax_enable_x64:
@@ -69,16 +76,27 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--results: expected one gamma across the runs, got {sorted(gamma)}")
     (gamma_value,) = gamma
     seeds = sorted({r["seed"] for r in runs if len(r["widths"]) == 3})
+    if args.seeds is not None:
+        missing = sorted(set(args.seeds) - set(seeds))
+        if missing:
+            raise SystemExit(f"--seeds: {missing} are not two-layer networks of bucket {args.bucket} in {args.results}")
+        seeds = [s for s in seeds if s in args.seeds]
     out = args.out or RESULTS / (
         "dln_equilibrium.json" if args.bucket == 1_000 else f"dln_equilibrium_{args.bucket}.json"
     )
     doc: dict[str, Any] = {
-        "meta": run_metadata(results=str(args.results), bucket=args.bucket, warmup=args.warmup, samples=args.samples),
+        "meta": run_metadata(
+            results=str(args.results),
+            bucket=args.bucket,
+            warmup=args.warmup,
+            samples=args.samples,
+            integrate=args.integrate,
+        ),
         "networks": [],
         "methods": [],
     }
     for seed in seeds:
-        ref = reference(args.bucket, seed, gamma_value, args.warmup, args.samples)
+        ref = reference(args.bucket, seed, gamma_value, args.warmup, args.samples, args.integrate)
         doc["networks"].append(ref)
         print(
             f"seed {seed:3d} widths {ref['widths']}  rank/2 = {ref['lam_local']:7.1f}  "

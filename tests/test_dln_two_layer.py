@@ -66,3 +66,10 @@ def test_bad_inputs():
     noisy = dataclasses.replace(two, data=(two.data[0], two.data[1] + 1.0))
     with pytest.raises(ValueError, match="noiseless"):
         dln_two_layer_expected_llc(noisy)
+
+
+def test_warns_when_the_chains_have_not_converged():
+    target = deep_linear_network((3, 2, 1), rank=1, n=100, seed=0)
+    with pytest.warns(lh.LLCWarning, match="not converged"):
+        oracle = dln_two_layer_expected_llc(target, num_warmup=5, num_samples=10)
+    assert oracle.ess < 100 or oracle.rhat > 1.01

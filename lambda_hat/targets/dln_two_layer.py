@@ -32,6 +32,7 @@ true set are soft, which lowers E[λ̂].
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -40,6 +41,7 @@ import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.infer import MCMC, NUTS
 
+from lambda_hat.api import LLCWarning
 from lambda_hat.flat import float_dtype
 from lambda_hat.posterior import default_nbeta
 from lambda_hat.targets.base import Target
@@ -161,23 +163,26 @@ def dln_two_layer_expected_llc(
     seed: int = 0,
     integrate: str = "auto",
 ) -> TwoLayerExpectedLLC:
-    """E[λ̂] under the localized posterior at w* of a two-layer DLN target, W_1 integrated out.
+    """E[λ̂] under the localized posterior at w* of a two-layer DLN target, one layer integrated out.
 
     The target must come from :func:`deep_linear_network` or :func:`random_deep_linear_network`
     with three widths (M, H, N): a noiseless teacher, so L_n(W*) = 0. One layer is integrated out in
     closed form (both are Gaussian given the other), the other is sampled with NumPyro's NUTS
     (window adaptation, diagonal mass matrix), and E[nβ L_n | the sampled layer] is averaged over
-    the draws (a Rao–Blackwellized estimate). The two choices estimate the same number. Computed in the run dtype; float64 is
-    recommended, since A_a's condition number is up to 2nβ e_max s_max²/γ.
+    the draws (a Rao–Blackwellized estimate). The two choices estimate the same number. Computed
+    in the run dtype; float64 is recommended, since the Gaussian layer's precision has a condition
+    number up to 2nβ e_max s_max²/(Nγ) (e_max the top eigenvalue of Σ_x, s_max the other layer's
+    top singular value). Warns (:class:`lambda_hat.LLCWarning`) when the chains disagree
+    (R-hat > 1.01) or the effective sample size is below 100.
 
     Args:
         target: a two-layer DLN target (params [W_1, W_2], data (x, y) with y = x W_1* W_2*).
         nbeta: nβ, the inverse temperature times n (None: n/log n).
-        gamma: the localization strength γ > 0 (the W_1 integral needs γ > 0 along the directions
-            W_2 does not see).
+        gamma: the localization strength γ > 0 (the Gaussian layer's integral needs γ > 0 along
+            the directions the other layer does not see).
         num_warmup: NUTS warmup steps per chain.
         num_samples: NUTS draws per chain.
-        num_chains: chains, run vectorized from W_2*.
+        num_chains: chains (>= 2), run vectorized from the sampled layer's teacher value.
         seed: PRNG seed.
         integrate: which layer to integrate out: "first" (sample W_2), "second" (sample W_1) or
             "auto" (sample the smaller of W_1 and W_2).
@@ -227,11 +232,20 @@ def dln_two_layer_expected_llc(
     draws = mcmc.get_samples(group_by_chain=True)
     values = np.asarray(jax.vmap(jax.vmap(conditional_llc))(draws), np.float64)  # (chains, draws)
     ess = float(effective_sample_size(values))
+    rhat = float(split_gelman_rubin(values))
+    if rhat > 1.01 or ess < 100:
+        warnings.warn(
+            f"dln_two_layer_expected_llc: R-hat {rhat:.3f} (want <= 1.01) and ESS {ess:.0f} (want >= 100): "
+            "the chains have not converged and the value and its error are not reliable; raise num_warmup "
+            "and num_samples",
+            LLCWarning,
+            stacklevel=2,
+        )
     return TwoLayerExpectedLLC(
         mean=float(values.mean()),
         se=float(values.std(ddof=1) / math.sqrt(max(ess, 1.0))),
         ess=ess,
-        rhat=float(split_gelman_rubin(values)),
+        rhat=rhat,
         at_wstar=float(conditional_llc(start)),
         per_chain=values.mean(axis=1),
     )
